@@ -1,0 +1,46 @@
+"""Run any command under the tracker (``hf-eco2ai track -- CMD``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from types import FrameType
+
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.tracking.tracker import CarbonTracker
+
+logger = logging.getLogger(__name__)
+
+
+def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
+    """Run ``cmd``, measuring it and its children; returns its exit status and the report.
+
+    SIGINT and SIGTERM are passed on to the command, so that it can stop cleanly; the report is
+    then marked ``interrupted``.
+    """
+    tracker = CarbonTracker(config).start()
+    try:
+        process = subprocess.Popen(cmd)
+    except OSError as err:
+        tracker.mark_stopped("error", {"reason": "command did not start", "error": str(err)})
+        tracker.stop()
+        raise
+    received: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        tracker.mark_stopped("interrupted", {"reason": "signal", "signal": received[0]})
+    elif code != 0:
+        tracker.mark_stopped("error", {"reason": "command failed", "exit_status": code})
+    report = tracker.stop("completed")
+    return code, report

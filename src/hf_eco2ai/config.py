@@ -1,0 +1,138 @@
+"""``CarbonConfig``: every setting of a tracked run, validated once at construction."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from hf_eco2ai.errors import ConfigError
+
+#: Keys accepted in ``alert_thresholds`` and their units.
+ALERT_THRESHOLD_KEYS = {
+    "co2_rate_kg_per_hour": "kg CO2eq per hour over the trailing window",
+    "energy_rate_kwh_per_hour": "kWh per hour over the trailing window",
+    "co2_kg": "kg CO2eq since the run started",
+    "energy_kwh": "kWh since the run started",
+}
+
+#: Port of the in-process /metrics endpoint. Prometheus owns 9090, the Pushgateway 9091,
+#: Alertmanager 9093 and node_exporter 9100; 9466 is unassigned in Prometheus's port registry.
+DEFAULT_PROMETHEUS_PORT = 9466
+
+
+def _new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class CarbonConfig(BaseModel):
+    """Settings of a tracked run. Frozen; a wrong value raises :class:`ConfigError` naming it.
+
+    Units are in the field names; intensities are grams CO2eq per kWh.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # Identity.
+    project_name: str = Field("hf-training", min_length=1, max_length=200)
+    run_id: str = Field(default_factory=_new_run_id, min_length=1, max_length=200)
+
+    # Where the electricity comes from (precedence: explicit, cloud region, region, country).
+    country: str | None = None
+    region: str | None = None
+    cloud_provider: Literal["aws", "gcp", "azure"] | None = None
+    cloud_region: str | None = None
+    grid_carbon_intensity: float | None = Field(None, gt=0, le=2000)
+    use_real_time_carbon: bool = False
+    carbon_provider: Literal["uk", "electricitymaps", "watttime"] | None = None
+    carbon_zone: str | None = None
+    carbon_api_base_url: str | None = None
+    carbon_api_token: SecretStr | None = None
+
+    # What is measured and how often.
+    measurement_interval: float = Field(5.0, ge=0.01, le=3600)
+    rate_window_seconds: float = Field(300.0, gt=0, le=86400)
+    track_gpu: bool = True
+    track_cpu: bool = True
+    track_ram: bool = True
+    include_dram: bool = True
+    gpu_ids: list[int | str] | None = None
+    cpu_tdp_watts: float | None = Field(None, gt=0, le=2000)
+    ram_watts_per_gb: float = Field(0.375, gt=0, le=10)
+    powercap_root: str = "/sys/class/powercap"
+
+    # Outputs.
+    output_dir: str | None = None
+    save_report: bool = True
+    log_to_trainer: bool = True
+
+    # Prometheus.
+    export_prometheus: bool = False
+    prometheus_port: int = Field(DEFAULT_PROMETHEUS_PORT, ge=0, le=65535)
+    prometheus_host: str = "0.0.0.0"
+    pushgateway_url: str | None = None
+    push_interval_seconds: float = Field(15.0, gt=0, le=3600)
+
+    # In-process alerts and optimisation.
+    alert_thresholds: dict[str, float] = Field(default_factory=dict)
+    alert_webhook_url: str | None = None
+    auto_optimization: bool = False
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise _config_error(err) from None
+
+    @model_validator(mode="after")
+    def _check(self) -> CarbonConfig:
+        for key, value in self.alert_thresholds.items():
+            if key not in ALERT_THRESHOLD_KEYS:
+                accepted = ", ".join(sorted(ALERT_THRESHOLD_KEYS))
+                raise ConfigError("alert_thresholds", key, f"{key!r} is not known; use {accepted}")
+            if not value > 0:
+                raise ConfigError("alert_thresholds", value, f"{key} must be > 0, got {value!r}")
+        if self.use_real_time_carbon and self.carbon_provider is None:
+            raise ConfigError(
+                "carbon_provider", None, "use_real_time_carbon needs 'uk', 'electricitymaps' or 'watttime'"
+            )
+        self.intensity_provider_static()
+        return self
+
+    def intensity_provider_static(self) -> Any:
+        """The bundled-table provider for this config (raises UnknownZoneError on a bad zone)."""
+        from hf_eco2ai.intensity.table import resolve_zone
+
+        return resolve_zone(
+            grid_carbon_intensity=self.grid_carbon_intensity,
+            cloud_provider=self.cloud_provider,
+            cloud_region=self.cloud_region,
+            region=self.region,
+            country=self.country,
+        )
+
+    @classmethod
+    def from_env(cls, prefix: str = "HF_ECO2AI_", **overrides: Any) -> CarbonConfig:
+        """Build a config from ``HF_ECO2AI_<FIELD>`` environment variables, then ``overrides``."""
+        data: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = os.environ.get(prefix + name.upper())
+            if raw is not None:
+                data[name] = raw
+        data.update(overrides)
+        return cls(**data)
+
+
+def _config_error(err: ValidationError) -> ConfigError:
+    """Turn pydantic's report into our error: the first problem names the field and the rule."""
+    first = err.errors()[0]
+    original = first.get("ctx", {}).get("error")
+    if isinstance(original, ConfigError):
+        return original
+    field = ".".join(str(part) for part in first["loc"]) or "CarbonConfig"
+    message = f"{first['msg']} (got {first.get('input')!r})"
+    if len(err.errors()) > 1:
+        message += f"; and {len(err.errors()) - 1} more problem(s)"
+    return ConfigError(field, first.get("input"), message)

@@ -1,0 +1,536 @@
+"""``CarbonTracker``: samples every meter on one background thread and integrates CO2 over time.
+
+Energy is kept in joules and CO2 in grams; each interval's energy is multiplied by the grid
+intensity of that interval, so intensity may change during a run. Readers get an immutable
+:class:`TrackerSnapshot` swapped in whole by the sampler, so reading never locks or does I/O.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
+from hf_eco2ai.errors import IntensityUnavailableError, MeterError
+from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
+from hf_eco2ai.tracking.snapshot import ComponentTotal, DeviceTotal, TrackerSnapshot
+from hf_eco2ai.units import JOULES_PER_KWH, SECONDS_PER_HOUR
+
+logger = logging.getLogger(__name__)
+
+RunStatus = Literal["running", "completed", "interrupted", "error", "stopped_by_budget"]
+Listener = Callable[[TrackerSnapshot], None]
+
+_SOURCE_RANK = {"measured": 0, "sampled": 1, "estimated": 2}
+#: How long ``stop()`` waits for an in-flight read before giving up on the sampler thread.
+_JOIN_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class _DeviceState:
+    """What the tracker has counted for one device (joules are the meter's, since start)."""
+
+    last: DeviceEnergy
+    co2_grams: float = 0.0
+    co2_grams_low: float = 0.0
+    co2_grams_high: float = 0.0
+
+
+@dataclass
+class _IntensityUse:
+    """One distinct intensity figure and when it was in use, for the report."""
+
+    reading: IntensityReading
+    first_used: datetime
+    last_used: datetime
+    joules: float = 0.0
+
+
+@dataclass
+class TrackerLog:
+    """Everything the report needs besides the snapshot; mutated only under the tracker's lock."""
+
+    warnings: list[str] = field(default_factory=list)
+    notes: list[EstimateNote] = field(default_factory=list)
+    intensity_uses: list[_IntensityUse] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    meters: list[str] = field(default_factory=list)
+
+
+class CarbonTracker:
+    """Tracks the energy and CO2 of any code, from ``start()`` to ``stop()`` or as a context manager.
+
+    Args:
+        config: Run settings; defaults to ``CarbonConfig()``.
+        meters: Meters to use instead of discovering hardware (tests, custom hardware).
+        intensity: Grid-intensity provider instead of the one the config selects.
+        clock: Monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        config: CarbonConfig | None = None,
+        *,
+        meters: Sequence[Meter] | None = None,
+        intensity: IntensityProvider | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config if config is not None else CarbonConfig()
+        self._given_meters = list(meters) if meters is not None else None
+        self._meters: list[Meter] = []
+        self._given_intensity = intensity
+        self._intensity: IntensityProvider | None = None
+        self._clock = clock
+        self._snapshot = TrackerSnapshot()
+        self._listeners: list[Listener] = []
+        self._log = TrackerLog()
+        self._devices: dict[str, _DeviceState] = {}
+        self._window: deque[tuple[float, float, float]] = deque()
+        self._read_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._started_at: datetime | None = None
+        self._ended_at: datetime | None = None
+        self._report: Any = None
+        self._steps = 0
+        self._samples = 0
+        self._failed_meters: set[str] = set()
+        self._warned: set[str] = set()
+        self._status: RunStatus = "running"
+        self._stop_reason: dict[str, Any] | None = None
+        self._extra: dict[str, Any] = {}
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> CarbonTracker:
+        """Start sampling in the background and return at once; a second call does nothing."""
+        if self._thread is not None:
+            return self
+        self._t0 = self._clock()
+        self._started_at = datetime.now(timezone.utc)
+        self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
+        self._thread.start()
+        _register_for_exit(self)
+        return self
+
+    def stop(self, status: RunStatus = "completed") -> Any:
+        """Stop sampling, take a final reading and return the :class:`CarbonReport`.
+
+        Idempotent: later calls return the same report. Never raises for a meter failure.
+        """
+        with self._state_lock:
+            if self._report is not None:
+                return self._report
+            if self._thread is None:
+                self.start()
+            self._stop_event.set()
+            assert self._thread is not None
+            self._thread.join(timeout=self.config.measurement_interval + _JOIN_GRACE_SECONDS)
+            if self._thread.is_alive():
+                self._warn_once("join", "the sampler thread did not stop in time; report uses the last sample")
+            else:
+                self._sample_guarded()
+            if self._status == "running":
+                self._status = status
+            self._ended_at = datetime.now(timezone.utc)
+            self._close_parts()
+            self._report = self._build_report()
+        self._write_report()
+        return self._report
+
+    def __enter__(self) -> CarbonTracker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.stop("completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.stop("interrupted")
+        else:
+            self._stop_reason = {"reason": "exception", "exception": f"{exc_type.__name__}: {exc}"}
+            self.stop("error")
+
+    # -- cheap readers (any thread) ---------------------------------------------------------
+
+    @property
+    def snapshot(self) -> TrackerSnapshot:
+        """The latest totals: an attribute read, no lock, no I/O."""
+        return self._snapshot
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._report is None
+
+    @property
+    def report(self) -> Any:
+        """The final report after ``stop()``; before that, a live report of the run so far."""
+        if self._report is not None:
+            return self._report
+        return self._build_report()
+
+    @property
+    def run_log(self) -> TrackerLog:
+        return self._log
+
+    def set_progress(self, steps: int, samples: int) -> None:
+        """Record training progress (two attribute writes; safe from the training loop)."""
+        self._steps = steps
+        self._samples = samples
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(snapshot)`` on the sampler thread after every sample."""
+        self._listeners.append(listener)
+
+    def set_extra(self, key: str, value: Any) -> None:
+        """Attach a JSON-serialisable fact to the report (training arguments, budget...)."""
+        self._extra[key] = value
+
+    def mark_stopped(self, status: RunStatus, reason: dict[str, Any]) -> None:
+        """Record why the run ended early (budget, alert); ``stop()`` keeps this status."""
+        self._status = status
+        self._stop_reason = reason
+
+    def log_point(self, step: int, values: dict[str, float]) -> dict[str, float]:
+        """Append a row to the per-log-step series and return the carbon fields for it."""
+        snap = self._snapshot
+        row = {
+            "step": step,
+            "elapsed_seconds": round(snap.elapsed_seconds, 3),
+            "energy_kwh": snap.energy_kwh,
+            "co2_kg": snap.co2_kg,
+            "grid_intensity_g_per_kwh": snap.intensity.g_per_kwh if snap.intensity else 0.0,
+            "samples_per_kwh": snap.samples_per_kwh,
+            **values,
+        }
+        self._log.series.append(row)
+        return row
+
+    def sample_now(self) -> TrackerSnapshot:
+        """Take a reading now (blocks for one meter read; for log steps and tests, not hot paths)."""
+        self._ready.wait(timeout=_JOIN_GRACE_SECONDS)
+        self._sample_guarded()
+        return self._snapshot
+
+    # -- sampler thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._setup_parts()
+        finally:
+            self._ready.set()
+        interval = self.config.measurement_interval
+        while not self._stop_event.wait(interval):
+            self._sample_guarded()
+
+    def _setup_parts(self) -> None:
+        """Discover meters and the intensity provider, then take the baseline (sampler thread)."""
+        if self._given_meters is not None:
+            self._meters = self._start_meters(self._given_meters)
+        else:
+            from hf_eco2ai.energy.discovery import build_meters
+
+            cfg = self.config
+            self._meters, warnings = build_meters(
+                track_gpu=cfg.track_gpu,
+                track_cpu=cfg.track_cpu,
+                track_ram=cfg.track_ram,
+                include_dram=cfg.include_dram,
+                gpu_ids=cfg.gpu_ids,
+                powercap_root=cfg.powercap_root,
+                cpu_tdp_watts=cfg.cpu_tdp_watts,
+                ram_watts_per_gb=cfg.ram_watts_per_gb,
+            )
+            self._log.warnings.extend(warnings)
+        self._log.meters = [m.name for m in self._meters]
+        for meter in self._meters:
+            self._log.notes.extend(meter.notes())
+        self._intensity = self._given_intensity or _intensity_for(self.config)
+        self._sample_guarded()
+
+    def _start_meters(self, meters: Sequence[Meter]) -> list[Meter]:
+        started = []
+        for meter in meters:
+            try:
+                meter.start()
+            except MeterError as err:
+                self._warn_once(f"start:{meter.name}", f"{meter.name} meter unavailable: {err}")
+                continue
+            started.append(meter)
+        return started
+
+    def _sample_guarded(self) -> None:
+        """The one boundary that protects training: a sample never raises."""
+        try:
+            with self._read_lock:
+                self._sample()
+        except Exception as err:  # noqa: BLE001 - the tracker must never hurt training
+            self._warn_once("sample", f"a measurement failed and was skipped: {err!r}")
+            logger.debug("measurement failure", exc_info=True)
+
+    def _sample(self) -> None:
+        now = self._clock()
+        when = datetime.now(timezone.utc)
+        readings = self._read_meters()
+        reading = self._intensity_reading(when)
+        delta_joules = 0.0
+        for energy in readings:
+            delta_joules += self._account(energy, reading.g_per_kwh)
+        self._note_intensity(reading, when, delta_joules)
+        self._publish(now, when, reading)
+
+    def _read_meters(self) -> list[DeviceEnergy]:
+        readings: list[DeviceEnergy] = []
+        for meter in self._meters:
+            if meter.name in self._failed_meters:
+                continue
+            try:
+                readings.extend(meter.read())
+            except MeterError as err:
+                # Keep what this meter already counted: its devices keep their last totals.
+                self._failed_meters.add(meter.name)
+                self._warn_once(f"read:{meter.name}", f"{meter.name} meter stopped answering: {err}")
+        return readings
+
+    def _account(self, energy: DeviceEnergy, g_per_kwh: float) -> float:
+        """Add one device's new joules since the last sample; returns the central delta."""
+        state = self._devices.get(energy.device)
+        if state is None:
+            state = self._devices[energy.device] = _DeviceState(last=_zero_like(energy))
+        delta = _non_negative(energy.joules - state.last.joules)
+        delta_low = _non_negative(energy.joules_low - state.last.joules_low)
+        delta_high = _non_negative(energy.joules_high - state.last.joules_high)
+        state.co2_grams += delta / JOULES_PER_KWH * g_per_kwh
+        state.co2_grams_low += delta_low / JOULES_PER_KWH * g_per_kwh
+        state.co2_grams_high += delta_high / JOULES_PER_KWH * g_per_kwh
+        # A meter's figure never goes backwards in our books, even if the device did.
+        state.last = _monotonic_merge(state.last, energy)
+        return delta
+
+    def _intensity_reading(self, when: datetime) -> IntensityReading:
+        assert self._intensity is not None
+        try:
+            return self._intensity.intensity_at(when)
+        except IntensityUnavailableError as err:
+            fallback = self.config.intensity_provider_static().intensity_at(when)
+            self._warn_once("intensity", f"grid intensity unavailable ({err}); using {fallback.source}")
+            return replace(fallback, fallback=True)
+
+    def _note_intensity(self, reading: IntensityReading, when: datetime, joules: float) -> None:
+        uses = self._log.intensity_uses
+        if uses and uses[-1].reading == reading:
+            uses[-1].last_used = when
+            uses[-1].joules += joules
+        else:
+            uses.append(_IntensityUse(reading, when, when, joules))
+
+    def _publish(self, now: float, when: datetime, reading: IntensityReading) -> None:
+        devices = {
+            dev: DeviceTotal(reading=state.last, co2_grams=state.co2_grams)
+            for dev, state in self._devices.items()
+        }
+        joules = sum(s.last.joules for s in self._devices.values())
+        grams = sum(s.co2_grams for s in self._devices.values())
+        power, kwh_per_hour, kg_per_hour = self._rates(now, joules, grams)
+        self._snapshot = TrackerSnapshot(
+            elapsed_seconds=now - self._t0,
+            timestamp=when.timestamp(),
+            energy_joules=joules,
+            energy_joules_low=sum(s.last.joules_low for s in self._devices.values()),
+            energy_joules_high=sum(s.last.joules_high for s in self._devices.values()),
+            co2_grams=grams,
+            co2_grams_low=sum(s.co2_grams_low for s in self._devices.values()),
+            co2_grams_high=sum(s.co2_grams_high for s in self._devices.values()),
+            intensity=reading,
+            components=_components(self._devices),
+            devices=devices,
+            power_watts=power,
+            energy_rate_kwh_per_hour=kwh_per_hour,
+            co2_rate_kg_per_hour=kg_per_hour,
+            steps=self._steps,
+            samples=self._samples,
+        )
+        for listener in self._listeners:
+            listener(self._snapshot)
+
+    def _rates(self, now: float, joules: float, grams: float) -> tuple[float, float, float]:
+        """Mean power (W), kWh per hour and kg per hour over the trailing window."""
+        window = self._window
+        window.append((now, joules, grams))
+        horizon = now - self.config.rate_window_seconds
+        while len(window) > 2 and window[1][0] <= horizon:
+            window.popleft()
+        t_old, j_old, g_old = window[0]
+        span = now - t_old
+        if span <= 0:
+            return 0.0, 0.0, 0.0
+        watts = (joules - j_old) / span
+        grams_per_second = (grams - g_old) / span
+        return watts, watts * SECONDS_PER_HOUR / JOULES_PER_KWH, grams_per_second * 3.6
+
+    def _close_parts(self) -> None:
+        for meter in self._meters:
+            try:
+                meter.close()
+            except Exception:  # noqa: BLE001 - closing must not lose the report
+                logger.debug("closing %s failed", meter.name, exc_info=True)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self._log.warnings.append(message)
+        logger.warning("hf-eco2ai: %s", message)
+
+    # -- report -----------------------------------------------------------------------------
+
+    def _build_report(self) -> Any:
+        from hf_eco2ai.reports.report import CarbonReport
+
+        return CarbonReport.from_tracker(self, ended_at=self._ended_at)
+
+    def _write_report(self) -> None:
+        if not self.config.save_report or self.config.output_dir is None:
+            return
+        try:
+            self._report.save(self.config.output_dir)
+        except OSError as err:
+            # A full disk or a read-only folder must not lose the figures: they stay in memory.
+            self._warn_once("write", f"could not write the report to {self.config.output_dir!r}: {err}")
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self._started_at
+
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def stop_reason(self) -> dict[str, Any] | None:
+        return self._stop_reason
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return self._extra
+
+
+def _zero_like(energy: DeviceEnergy) -> DeviceEnergy:
+    return DeviceEnergy(energy.device, energy.component, energy.source, 0.0, 0.0, 0.0)
+
+
+def _non_negative(value: float) -> float:
+    # NaN compares False, so it is dropped too.
+    return value if value > 0 else 0.0
+
+
+def _monotonic_merge(previous: DeviceEnergy, current: DeviceEnergy) -> DeviceEnergy:
+    """Keep ``current``'s gauges and labels but never let counted joules decrease."""
+    if (
+        current.joules >= previous.joules
+        and current.joules_low >= previous.joules_low
+        and current.joules_high >= previous.joules_high
+    ):
+        return current
+    return DeviceEnergy(
+        device=current.device,
+        component=current.component,
+        source=current.source,
+        joules=max(previous.joules, _non_negative(current.joules)),
+        joules_low=max(previous.joules_low, _non_negative(current.joules_low)),
+        joules_high=max(previous.joules_high, _non_negative(current.joules_high)),
+        power_watts=current.power_watts,
+        utilization_percent=current.utilization_percent,
+        labels=current.labels,
+        lost=current.lost,
+    )
+
+
+def _components(devices: dict[str, _DeviceState]) -> dict[str, ComponentTotal]:
+    totals: dict[str, ComponentTotal] = {}
+    for state in devices.values():
+        e = state.last
+        prev = totals.get(e.component)
+        if prev is None:
+            totals[e.component] = ComponentTotal(
+                e.component, e.source, e.joules, e.joules_low, e.joules_high, state.co2_grams
+            )
+            continue
+        source = max(prev.source, e.source, key=lambda s: _SOURCE_RANK[s])
+        totals[e.component] = ComponentTotal(
+            e.component,
+            source,
+            prev.joules + e.joules,
+            prev.joules_low + e.joules_low,
+            prev.joules_high + e.joules_high,
+            prev.co2_grams + state.co2_grams,
+        )
+    return totals
+
+
+def _intensity_for(config: CarbonConfig) -> IntensityProvider:
+    """The provider the config selects: live (with bundled fallback) or the bundled table."""
+    static: IntensityProvider = config.intensity_provider_static()
+    if not config.use_real_time_carbon:
+        return static
+    from hf_eco2ai.intensity.live import build_live_provider
+
+    return build_live_provider(config, fallback=static)  # type: ignore[no-any-return]
+
+
+# -- process exit -------------------------------------------------------------------------------
+
+_live_trackers: weakref.WeakSet[CarbonTracker] = weakref.WeakSet()
+_exit_hooks_installed = False
+_uncaught: list[BaseException] = []
+
+
+def _register_for_exit(tracker: CarbonTracker) -> None:
+    """Make sure a tracker still running when the interpreter exits writes its report."""
+    global _exit_hooks_installed
+    _live_trackers.add(tracker)
+    if _exit_hooks_installed:
+        return
+    _exit_hooks_installed = True
+    previous_hook = sys.excepthook
+
+    def hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        _uncaught.append(exc)
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    atexit.register(_stop_live_trackers)
+
+
+def _stop_live_trackers() -> None:
+    for tracker in list(_live_trackers):
+        if not tracker.running:
+            continue
+        if _uncaught:
+            exc = _uncaught[-1]
+            status: RunStatus = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            tracker.mark_stopped(status, {"reason": "uncaught exception", "exception": repr(exc)})
+        else:
+            tracker.mark_stopped("interrupted", {"reason": "process exited before stop()"})
+        tracker.stop()
