@@ -1,0 +1,1 @@
+"""Operations artefacts generated from the metric catalogue: alert rules, dashboard, docs."""
