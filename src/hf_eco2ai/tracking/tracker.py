@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import sys
 import threading
 import time
@@ -92,6 +93,7 @@ class CarbonTracker:
         self._meters: list[Meter] = []
         self._given_intensity = intensity
         self._intensity: IntensityProvider | None = None
+        self._interval_intensity: IntensityReading | None = None
         self._clock = clock
         self._snapshot = TrackerSnapshot()
         self._listeners: list[Listener] = []
@@ -291,12 +293,15 @@ class CarbonTracker:
         now = self._clock()
         when = datetime.now(timezone.utc)
         readings = self._read_meters()
-        reading = self._intensity_reading(when)
+        current = self._intensity_reading(when)
+        # The interval that just ended ran at the intensity read at its start.
+        used = self._interval_intensity or current
         delta_joules = 0.0
         for energy in readings:
-            delta_joules += self._account(energy, reading.g_per_kwh)
-        self._note_intensity(reading, when, delta_joules)
-        self._publish(now, when, reading)
+            delta_joules += self._account(energy, used.g_per_kwh)
+        self._note_intensity(used, when, delta_joules)
+        self._interval_intensity = current
+        self._publish(now, when, current)
 
     def _read_meters(self) -> list[DeviceEnergy]:
         readings: list[DeviceEnergy] = []
@@ -313,6 +318,9 @@ class CarbonTracker:
 
     def _account(self, energy: DeviceEnergy, g_per_kwh: float) -> float:
         """Add one device's new joules since the last sample; returns the central delta."""
+        if not all(math.isfinite(v) for v in (energy.joules, energy.joules_low, energy.joules_high)):
+            self._warn_once(f"garbage:{energy.device}", f"{energy.device} gave a non-finite reading; skipped")
+            return 0.0
         state = self._devices.get(energy.device)
         if state is None:
             state = self._devices[energy.device] = _DeviceState(last=_zero_like(energy))
