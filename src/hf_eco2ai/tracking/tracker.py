@@ -512,6 +512,12 @@ _exit_hooks_installed = False
 _uncaught: list[BaseException] = []
 
 
+def current_tracker() -> CarbonTracker | None:
+    """The most recently started tracker of this process that is still running, if any."""
+    running = [t for t in _live_trackers if t.running]
+    return max(running, key=lambda t: t._t0, default=None)
+
+
 def _register_for_exit(tracker: CarbonTracker) -> None:
     """Make sure a tracker still running when the interpreter exits writes its report."""
     global _exit_hooks_installed
