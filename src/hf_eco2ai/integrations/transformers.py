@@ -96,6 +96,8 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
             return
         values = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
         row = self.tracker.log_point(state.global_step, values)
+        if self.tracker.exporter is not None and "loss" in values:
+            self.tracker.exporter.set_loss(values["loss"])
         fields = {
             "energy_kwh": row["energy_kwh"],
             "co2_kg": row["co2_kg"],

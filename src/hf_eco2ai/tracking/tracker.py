@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
@@ -27,6 +27,9 @@ from hf_eco2ai.errors import IntensityUnavailableError, MeterError
 from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
 from hf_eco2ai.tracking.snapshot import ComponentTotal, DeviceTotal, TrackerSnapshot
 from hf_eco2ai.units import JOULES_PER_KWH, SECONDS_PER_HOUR
+
+if TYPE_CHECKING:
+    from hf_eco2ai.exporters.prometheus import PrometheusExporter
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class CarbonTracker:
         self._status: RunStatus = "running"
         self._stop_reason: dict[str, Any] | None = None
         self._extra: dict[str, Any] = {}
+        #: The run's Prometheus exporter once started, when the config asks for one.
+        self.exporter: PrometheusExporter | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class CarbonTracker:
             return self
         self._t0 = self._clock()
         self._started_at = datetime.now(timezone.utc)
+        self.exporter = _exporter_for(self.config)
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
         self._thread.start()
         _register_for_exit(self)
@@ -267,6 +273,9 @@ class CarbonTracker:
         for meter in self._meters:
             self._log.notes.extend(meter.notes())
         self._intensity = self._given_intensity or _intensity_for(self.config)
+        if self.exporter is not None:
+            self.exporter.start()
+            self._listeners.insert(0, self.exporter.update)
         self._sample_guarded()
 
     def _start_meters(self, meters: Sequence[Meter]) -> list[Meter]:
@@ -378,7 +387,11 @@ class CarbonTracker:
             samples=self._samples,
         )
         for listener in self._listeners:
-            listener(self._snapshot)
+            try:
+                listener(self._snapshot)
+            except Exception as err:  # noqa: BLE001 - a listener must not stop the measurement
+                self._warn_once(f"listener:{id(listener)}", f"a snapshot listener failed: {err!r}")
+                logger.debug("listener failure", exc_info=True)
 
     def _rates(self, now: float, joules: float, grams: float) -> tuple[float, float, float]:
         """Mean power (W), kWh per hour and kg per hour over the trailing window."""
@@ -396,6 +409,12 @@ class CarbonTracker:
         return watts, watts * SECONDS_PER_HOUR / JOULES_PER_KWH, grams_per_second * 3.6
 
     def _close_parts(self) -> None:
+        if self.exporter is not None:
+            try:
+                self.exporter.close(self._snapshot)
+            except Exception:  # noqa: BLE001 - a failing exporter must not lose the report
+                self._warn_once("exporter", "the Prometheus exporter failed to close cleanly")
+                logger.debug("exporter close failed", exc_info=True)
         for meter in self._meters:
             try:
                 meter.close()
@@ -493,6 +512,14 @@ def _components(devices: dict[str, _DeviceState]) -> dict[str, ComponentTotal]:
             prev.co2_grams + state.co2_grams,
         )
     return totals
+
+
+def _exporter_for(config: CarbonConfig) -> PrometheusExporter | None:
+    if not (config.export_prometheus or config.pushgateway_url):
+        return None
+    from hf_eco2ai.exporters.prometheus import PrometheusExporter
+
+    return PrometheusExporter(config)
 
 
 def _intensity_for(config: CarbonConfig) -> IntensityProvider:
