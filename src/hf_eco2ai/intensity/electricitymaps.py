@@ -83,10 +83,6 @@ class ElectricityMapsProvider(LiveProvider):
             timeout_seconds=timeout_seconds,
         )
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
-
     def _fetch_at(self, when: datetime) -> list[IntensityReading]:
         if when >= self._clock() - GRANULARITY:
             path, params = "/carbon-intensity/latest", {"zone": self.zone}

@@ -25,6 +25,7 @@ from hf_eco2ai.intensity.live import (
     Monotonic,
     finite_intensity,
     parse_utc,
+    to_utc,
     utc_now,
 )
 
@@ -101,9 +102,12 @@ class UKCarbonIntensityProvider(LiveProvider):
             raise IntensityUnavailableError(f"{self._http.source}: no current period returned")
         return readings[0]
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
+    def history(self, end: datetime) -> list[IntensityReading]:
+        """The 24 hours before ``end`` (``pt24h``): settled actuals where published."""
+        path = self._range_path(_api_time(to_utc(end)), "pt24h")
+        readings = self._parse(self._get(path), path)
+        self._cache.put(readings)
+        return readings
 
     def _fetch_at(self, when: datetime) -> list[IntensityReading]:
         # The first period returned is the one containing ``when``, so this also covers it.

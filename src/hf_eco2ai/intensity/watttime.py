@@ -102,10 +102,6 @@ class WattTimeProvider(LiveProvider):
         self._http = JsonClient(base_url, source="WattTime API", timeout_seconds=timeout_seconds)
         self.logins = 0
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
-
     def _fetch_at(self, when: datetime) -> list[IntensityReading]:
         if when >= self._clock() - DATA_PERIOD:
             return self._forecast()
