@@ -317,6 +317,11 @@ class FakeZone:
     energy: _Accumulator
     unreadable: bool = False
     fail_from: float | None = None
+    glitches: deque[str] = field(default_factory=deque)
+
+    def glitch(self, text: str) -> None:
+        """Make the next read of ``energy_uj`` return ``text`` once (garbage tests)."""
+        self.glitches.append(text)
 
     def set_power(self, watts: float) -> None:
         """Draw ``watts`` from now on."""
@@ -351,6 +356,8 @@ class FakePowercap:
                 raise PermissionError(errno.EACCES, "Permission denied", str(path))
             if zone.fail_from is not None and self.clock() >= zone.fail_from:
                 raise OSError(errno.ENODEV, "No such device", str(path))
+            if zone.glitches:
+                return zone.glitches.popleft()
             zone.write()
         return read_sysfs(Path(path))
 
