@@ -95,7 +95,14 @@ class ElectricityMapsProvider(LiveProvider):
     def _fetch_range(self, start: datetime, end: datetime) -> list[IntensityReading]:
         path = "/carbon-intensity/forecast"
         body = self._http.get_json(path, {"zone": self.zone})
-        return self._parse(path, lambda: self._forecast(body))
+        forecast = self._parse(path, lambda: self._forecast(body))
+
+        # The forecast begins at the next hour; the current hour comes from "latest".
+        first = min((r.valid_from for r in forecast if r.valid_from), default=end)
+        if start < first:
+            current = [r for r in self._fetch_at(start) if r.valid_to and r.valid_to <= first]
+            forecast = current + forecast
+        return forecast
 
     def _forecast(self, body: Any) -> list[IntensityReading]:
         points = [self._point(point, is_forecast=True) for point in body["forecast"]]

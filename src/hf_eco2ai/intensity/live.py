@@ -220,15 +220,17 @@ class _BucketCache:
         self._bucket_seconds = bucket_seconds
         self._ttl_seconds = ttl_seconds
         self._monotonic = monotonic
-        self._entries: dict[int, tuple[float, IntensityReading]] = {}
+        # (fetched at, reading, pinned): a pinned reading answers its bucket even when its own
+        # period does not cover the moment (a "latest" figure that lags the clock).
+        self._entries: dict[int, tuple[float, IntensityReading, bool]] = {}
 
     def get(self, when: datetime) -> IntensityReading | None:
         entry = self._entries.get(self._bucket(when.timestamp()))
         if entry is None or self._monotonic() - entry[0] >= self._ttl_seconds:
             return None
 
-        fetched, reading = entry
-        return reading if _covers(reading, when) else None
+        fetched, reading, pinned = entry
+        return reading if pinned or _covers(reading, when) else None
 
     def put(self, readings: list[IntensityReading]) -> None:
         now = self._monotonic()
@@ -244,10 +246,10 @@ class _BucketCache:
             first = self._bucket(reading.valid_from.timestamp())
             last = self._bucket(reading.valid_to.timestamp() - 1e-6)
             for key in range(first, last + 1):
-                self._entries[key] = (now, reading)
+                self._entries[key] = (now, reading, False)
 
     def put_at(self, when: datetime, reading: IntensityReading) -> None:
-        self._entries[self._bucket(when.timestamp())] = (self._monotonic(), reading)
+        self._entries[self._bucket(when.timestamp())] = (self._monotonic(), reading, True)
 
     def _bucket(self, seconds: float) -> int:
         return math.floor(seconds / self._bucket_seconds)

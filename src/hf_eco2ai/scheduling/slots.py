@@ -75,7 +75,8 @@ def _grid_prefix(curve: Curve, origin: float, step: float, cells: int) -> np.nda
     """Integral from ``origin`` to each grid point (``cells + 1`` values), vectorised."""
     points = origin + step * np.arange(cells + 1, dtype=float)
     cumulative = curve.cumulative(points)
-    return cumulative - cumulative[0]
+    relative: np.ndarray = cumulative - cumulative[0]
+    return relative
 
 
 def _solve(
