@@ -243,7 +243,13 @@ def start_pushgateway(tmp_path: Path) -> Service:
     binary = require_binary(PUSHGATEWAY)
     workdir = _workdir(tmp_path, "pushgateway")
     port = free_port()
-    argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    # Debian's build persists to /var/lib/prometheus by default; keep each gateway in memory.
+    argv = [
+        binary,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",
+        "--log.level=warn",
+    ]
     return _started(Service("pushgateway", argv, port, workdir))
 
 

@@ -98,11 +98,13 @@ def test_a_down_gateway_costs_training_nothing_and_warns_once(caplog: pytest.Log
         settings(export_prometheus=False, pushgateway_url=dead, push_interval_seconds=0.05)
     )
 
+    snapshots = [RunShape().snapshot(float(second)) for second in range(1000)]
+
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         exporter.start()
         began = time.perf_counter()
-        for second in range(1000):
-            exporter.update(RunShape().snapshot(float(second)))
+        for snapshot in snapshots:
+            exporter.update(snapshot)
         updating = time.perf_counter() - began
         time.sleep(0.3)  # several failed pushes
         exporter.close(RunShape().snapshot(1000.0))
