@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -385,8 +386,13 @@ def _check_positive(name: str, value: float | None, *, allow_none: bool = False)
 
 
 def table_provider(region: str) -> IntensityProvider:
-    """The bundled table's provider for ``region``: tried as a cloud region, then a grid
-    region, then a country.
+    """The bundled table's provider for ``region`` (see :func:`table_lookup`)."""
+    return table_lookup(region)[1]
+
+
+def table_lookup(region: str) -> tuple[str, IntensityProvider]:
+    """Find ``region`` in the bundled table as a cloud region, then a grid region, then a
+    country; returns the config field that knows it and the provider.
 
     Raises:
         UnknownZoneError: None of the three knows it; suggestions from all of them.
@@ -394,16 +400,16 @@ def table_provider(region: str) -> IntensityProvider:
     from hf_eco2ai.intensity.table import resolve_zone
 
     suggestions: list[str] = []
-    attempts = (
-        lambda: resolve_zone(cloud_region=region),
-        lambda: resolve_zone(region=region),
-        lambda: resolve_zone(country=region),
+    attempts: tuple[tuple[str, Callable[[], IntensityProvider]], ...] = (
+        ("cloud_region", lambda: resolve_zone(cloud_region=region)),
+        ("region", lambda: resolve_zone(region=region)),
+        ("country", lambda: resolve_zone(country=region)),
     )
-    for attempt in attempts:
+    for field_name, attempt in attempts:
         try:
-            provider: IntensityProvider = attempt()
+            provider = attempt()
         except UnknownZoneError as err:
             suggestions.extend(s for s in err.suggestions if s not in suggestions)
         else:
-            return provider
+            return field_name, provider
     raise UnknownZoneError("region", region, suggestions[:5])
