@@ -153,10 +153,7 @@ def test_wait_until_counts_down_then_returns() -> None:
 
 
 def test_run_under_the_tracker(
-    app: typer.Typer,
-    tmp_path: object,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    app: typer.Typer, tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     args = ["run", "--region", "us-west1", "--", sys.executable, "-c", "import sys; sys.exit(4)"]
