@@ -43,7 +43,8 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is not None:
         return path
-    message = f"{name!r} is not installed (Debian: apt-get install prometheus prometheus-pushgateway prometheus-alertmanager)"
+    packages = "prometheus prometheus-pushgateway prometheus-alertmanager"
+    message = f"{name!r} is not installed (Debian: apt-get install {packages})"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -152,11 +153,17 @@ class Prometheus(Service):
         """Poll ``expr`` until ``predicate(result)`` holds; fail with the last result if not."""
         return poll(lambda: self.query(expr), predicate, timeout, f"query {expr!r}")
 
-    def wait_for_alert(self, name: str, state: str = "firing", timeout: float = 15.0) -> dict[str, Any]:
+    def wait_for_alert(
+        self, name: str, state: str = "firing", timeout: float = 15.0
+    ) -> dict[str, Any]:
         """Poll until alert ``name`` is in ``state``; return it."""
 
         def matching() -> list[dict[str, Any]]:
-            return [a for a in self.alerts() if a["labels"].get("alertname") == name and a["state"] == state]
+            return [
+                a
+                for a in self.alerts()
+                if a["labels"].get("alertname") == name and a["state"] == state
+            ]
 
         return poll(matching, bool, timeout, f"alert {name} {state}")[0]
 
@@ -178,7 +185,7 @@ def poll(
     timeout: float,
     what: str,
 ) -> list[dict[str, Any]]:
-    """Call ``fetch`` every 0.2 s until ``predicate`` holds on its answer; fail after ``timeout``."""
+    """Call ``fetch`` every 0.2 s until ``predicate`` holds on its answer, at most ``timeout``."""
     deadline = time.monotonic() + timeout
     result = fetch()
     while not predicate(result):
@@ -260,7 +267,12 @@ def start_alertmanager(tmp_path: Path, webhook_url: str | None = None) -> Alertm
     receiver: dict[str, Any] = {"name": "default"}
     if webhook_url is not None:
         receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    route = {"receiver": "default", "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"}
+    route = {
+        "receiver": "default",
+        "group_wait": "0s",
+        "group_interval": "1s",
+        "repeat_interval": "1h",
+    }
     config = {"route": route, "receivers": [receiver]}
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()

@@ -38,8 +38,22 @@ class RunShape:
         joules = gpu_joules + cpu_joules
         grams = co2_grams(joules, self.g_per_kwh)
         components = {
-            "gpu": ComponentTotal("gpu", "measured", gpu_joules, gpu_joules, gpu_joules, co2_grams(gpu_joules, self.g_per_kwh)),
-            "cpu": ComponentTotal("cpu", "estimated", cpu_joules, cpu_joules * 0.7, cpu_joules * 1.3, co2_grams(cpu_joules, self.g_per_kwh)),
+            "gpu": ComponentTotal(
+                "gpu",
+                "measured",
+                gpu_joules,
+                gpu_joules,
+                gpu_joules,
+                co2_grams(gpu_joules, self.g_per_kwh),
+            ),
+            "cpu": ComponentTotal(
+                "cpu",
+                "estimated",
+                cpu_joules,
+                cpu_joules * 0.7,
+                cpu_joules * 1.3,
+                co2_grams(cpu_joules, self.g_per_kwh),
+            ),
         }
         samples = int(self.samples_per_second * elapsed)
         return TrackerSnapshot(
@@ -72,7 +86,11 @@ class RunShape:
             joules_high=joules,
             power_watts=self.gpu_watts,
             utilization_percent=90.0 + index,
-            labels={"index": str(index), "uuid": f"GPU-{index:08d}", "name": "NVIDIA H100 80GB HBM3"},
+            labels={
+                "index": str(index),
+                "uuid": f"GPU-{index:08d}",
+                "name": "NVIDIA H100 80GB HBM3",
+            },
         )
         return DeviceTotal(reading, co2_grams(joules, self.g_per_kwh))
 

@@ -38,7 +38,9 @@ def collector() -> SnapshotCollector:
 
 
 @pytest.mark.parametrize("gpus", [0, 1, 8])
-def test_totals_are_converted_once_to_the_catalogue_units(collector: SnapshotCollector, gpus: int) -> None:
+def test_totals_are_converted_once_to_the_catalogue_units(
+    collector: SnapshotCollector, gpus: int
+) -> None:
     shape = RunShape(gpus=gpus)
     snapshot = shape.snapshot(elapsed=3600.0)
     collector.update(snapshot)
@@ -53,14 +55,18 @@ def test_totals_are_converted_once_to_the_catalogue_units(collector: SnapshotCol
     assert len(gpu_series) == gpus
 
 
-def test_gpu_series_are_labelled_by_index_with_identity_in_the_info_series(collector: SnapshotCollector) -> None:
+def test_gpu_series_are_labelled_by_index_with_identity_in_the_info_series(
+    collector: SnapshotCollector,
+) -> None:
     collector.update(RunShape(gpus=2).snapshot(10.0))
 
     samples = scrape(collector)
 
     assert value(samples, "hf_training_gpu_utilization_percent", gpu="1") == 91.0
     assert value(samples, "hf_training_gpu_power_watts", gpu="0") == 300.0
-    assert value(samples, "hf_training_gpu_energy_joules_total", gpu="0", source="measured") == 3000.0
+    assert (
+        value(samples, "hf_training_gpu_energy_joules_total", gpu="0", source="measured") == 3000.0
+    )
     info = dict(gpu="1", gpu_uuid="GPU-00000001", gpu_name="NVIDIA H100 80GB HBM3")
     assert value(samples, "hf_training_gpu_info", **info) == 1.0
 
@@ -79,12 +85,18 @@ def test_intensity_and_run_info_name_their_source(collector: SnapshotCollector) 
     assert value(samples, "hf_training_last_sample_timestamp_seconds") == START_TIME + 10.0
 
 
-def test_before_any_snapshot_counters_start_at_zero_and_optional_series_are_absent(collector: SnapshotCollector) -> None:
+def test_before_any_snapshot_counters_start_at_zero_and_optional_series_are_absent(
+    collector: SnapshotCollector,
+) -> None:
     samples = scrape(collector)
 
     assert value(samples, "hf_training_co2_kg_total") == 0.0
     names = {k[0] for k in samples}
-    absent = {"hf_training_loss", "hf_training_carbon_budget_kg", "hf_training_grid_carbon_intensity_g_per_kwh"}
+    absent = {
+        "hf_training_loss",
+        "hf_training_carbon_budget_kg",
+        "hf_training_grid_carbon_intensity_g_per_kwh",
+    }
     assert not names & absent
     assert "hf_training_start_time_seconds" not in names
 
@@ -105,7 +117,9 @@ def test_loss_budget_and_alerts_are_rendered_as_set(collector: SnapshotCollector
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
-def test_non_finite_values_are_left_out_not_exported(collector: SnapshotCollector, bad: float) -> None:
+def test_non_finite_values_are_left_out_not_exported(
+    collector: SnapshotCollector, bad: float
+) -> None:
     collector.set_loss(bad)
     collector.update(TrackerSnapshot(energy_joules=JOULES_PER_KWH, co2_grams=bad))
 
@@ -116,7 +130,9 @@ def test_non_finite_values_are_left_out_not_exported(collector: SnapshotCollecto
     assert value(samples, "hf_training_energy_kwh_total") == 1.0
 
 
-def test_counter_sample_names_are_exactly_the_runbook_names_in_both_formats(collector: SnapshotCollector) -> None:
+def test_counter_sample_names_are_exactly_the_runbook_names_in_both_formats(
+    collector: SnapshotCollector,
+) -> None:
     registry = CollectorRegistry()
     registry.register(collector)
 
@@ -124,7 +140,10 @@ def test_counter_sample_names_are_exactly_the_runbook_names_in_both_formats(coll
     openmetrics = generate_openmetrics(registry).decode()
 
     for exposition in (text, openmetrics):
-        assert '\nhf_training_co2_kg_total{project_name="proj",run_id="run-1"} 0.0' in "\n" + exposition
+        assert (
+            '\nhf_training_co2_kg_total{project_name="proj",run_id="run-1"} 0.0'
+            in "\n" + exposition
+        )
         assert "hf_training_co2_kg_created" not in exposition
     assert "# TYPE hf_training_co2_kg_total counter" in text
     assert "# TYPE hf_training_co2_kg counter" in openmetrics

@@ -66,7 +66,9 @@ def test_a_busy_port_falls_back_to_an_ephemeral_one_with_one_warning(
         exporter.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(busy_port) in warnings[0].getMessage()
-    assert any(exporter_url_logged(r.getMessage()) for r in caplog.records if r.levelno == logging.INFO)
+    assert any(
+        exporter_url_logged(r.getMessage()) for r in caplog.records if r.levelno == logging.INFO
+    )
 
 
 def exporter_url_logged(message: str) -> bool:
@@ -92,7 +94,9 @@ def test_each_exporter_has_its_own_registry_so_two_runs_coexist() -> None:
     assert 'run_id="a"' in first.render().decode() and 'run_id="b"' not in first.render().decode()
 
 
-def test_a_down_gateway_costs_training_nothing_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_down_gateway_costs_training_nothing_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     exporter = PrometheusExporter(
         settings(export_prometheus=False, pushgateway_url=dead, push_interval_seconds=0.05)
@@ -118,7 +122,9 @@ def test_a_down_gateway_costs_training_nothing_and_warns_once(caplog: pytest.Log
 def test_pushes_on_start_on_interval_and_at_close_under_a_per_run_group(tmp_path: Path) -> None:
     with start_pushgateway(tmp_path) as gateway:
         exporter = PrometheusExporter(
-            settings(export_prometheus=False, pushgateway_url=gateway.url, push_interval_seconds=0.2)
+            settings(
+                export_prometheus=False, pushgateway_url=gateway.url, push_interval_seconds=0.2
+            )
         )
         exporter.update(RunShape().snapshot(10.0))
         exporter.start()
@@ -134,7 +140,12 @@ def test_pushes_on_start_on_interval_and_at_close_under_a_per_run_group(tmp_path
         if s.name == "hf_training_co2_kg_total"
     ]
     assert len(pushed) == 1
-    assert pushed[0].labels == {"job": "hf_eco2ai", "instance": "", "project_name": "proj", "run_id": "run-1"}
+    assert pushed[0].labels == {
+        "job": "hf_eco2ai",
+        "instance": "",
+        "project_name": "proj",
+        "run_id": "run-1",
+    }
     assert pushed[0].value == pytest.approx(RunShape().snapshot(20.0).co2_kg)
 
 

@@ -103,7 +103,12 @@ def test_scraped_run_answers_the_runbook_and_fires_its_alerts(
         prom.wait_for("count_over_time(hf_training_co2_kg_total[1m]) >= 3")
         assert unanswered(prom, "proj") == []
 
-        for name in ("CarbonEmissionsWarning", "CriticalCarbonEmissions", "CarbonRateHigh", "CarbonBudgetExceeded"):
+        for name in (
+            "CarbonEmissionsWarning",
+            "CriticalCarbonEmissions",
+            "CarbonRateHigh",
+            "CarbonBudgetExceeded",
+        ):
             alert = prom.wait_for_alert(name, "firing")
             assert alert["labels"]["run_id"] == "run-1"
             assert alert["annotations"]["runbook_url"].startswith("https://")
@@ -149,4 +154,6 @@ def test_pushed_runs_answer_the_runbook_apart_and_keep_their_final_value(
             final = feeders[run_id].stop()
             exporter.close(final)
             expr = f'hf_training_co2_kg_total{{run_id="{run_id}"}}'
-            prom.wait_for(expr, lambda r, f=final: float(r[0]["value"][1]) == pytest.approx(f.co2_kg))
+            prom.wait_for(
+                expr, lambda r, f=final: float(r[0]["value"][1]) == pytest.approx(f.co2_kg)
+            )

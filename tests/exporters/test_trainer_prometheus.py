@@ -49,7 +49,9 @@ class RunbookProbe(TrainerCallback):  # type: ignore[misc]
         self.alert = self.prom.wait_for_alert("CriticalCarbonEmissions", "firing", timeout=20)
 
 
-def test_a_real_training_run_is_queryable_alertable_and_agrees_with_its_report(tmp_path: Path) -> None:
+def test_a_real_training_run_is_queryable_alertable_and_agrees_with_its_report(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     rules = tmp_path / "rules.yml"
     scaled = dict(critical_co2_kg=1e-9, critical_for="1s", evaluation_interval="1s")
@@ -70,7 +72,12 @@ def test_a_real_training_run_is_queryable_alertable_and_agrees_with_its_report(t
         probe = RunbookProbe(prom, carbon)
         model = build_model(layers=1, width=32, heads=2)
         trainer = build_trainer(
-            tmp_path / "run", max_steps=8, batch_size=2, logging_steps=2, callbacks=[carbon, probe], model=model
+            tmp_path / "run",
+            max_steps=8,
+            batch_size=2,
+            logging_steps=2,
+            callbacks=[carbon, probe],
+            model=model,
         )
         trainer.train()
         scraped = prom.value('last_over_time(hf_training_co2_kg_total{run_id="trainer-1"}[5m])')

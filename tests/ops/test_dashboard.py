@@ -49,10 +49,15 @@ def test_panels_tile_a_two_column_grid_without_overlap(model: dict) -> None:
     assert all(p["gridPos"]["w"] + p["gridPos"]["x"] <= 24 for p in model["panels"])
 
 
-def test_every_query_filters_on_the_project_variable_and_uses_the_datasource_variable(model: dict) -> None:
+def test_every_query_filters_on_the_project_variable_and_uses_the_datasource_variable(
+    model: dict,
+) -> None:
     variables = {v["name"]: v for v in model["templating"]["list"]}
 
-    assert variables["project_name"]["query"]["query"] == "label_values(hf_training_run_info, project_name)"
+    assert (
+        variables["project_name"]["query"]["query"]
+        == "label_values(hf_training_run_info, project_name)"
+    )
     assert variables["datasource"]["type"] == "datasource"
     for panel in model["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"
@@ -71,13 +76,19 @@ def test_every_runbook_series_is_on_the_dashboard(model: dict) -> None:
 @pytest.mark.integration
 def test_promtool_parses_every_panel_query(model: dict, tmp_path: Path) -> None:
     # Grafana replaces its variables before querying; promtool needs plain PromQL.
-    exprs = [e.replace("$__rate_interval", "1m").replace("$project_name", ".*") for e in expressions(model)]
+    exprs = [
+        e.replace("$__rate_interval", "1m").replace("$project_name", ".*")
+        for e in expressions(model)
+    ]
     rules = [{"record": f"dashboard:panel_query_{i}", "expr": e} for i, e in enumerate(exprs)]
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
 
     result = subprocess.run(
-        [require_binary(PROMTOOL), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        [require_binary(PROMTOOL), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,9 @@ DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
 
 
 def test_the_committed_doc_matches_the_catalogue() -> None:
-    assert DOC.read_text() == render_metrics_doc(), "run: python -m hf_eco2ai.ops.docs > docs/metrics.md"
+    assert DOC.read_text() == render_metrics_doc(), (
+        "run: python -m hf_eco2ai.ops.docs > docs/metrics.md"
+    )
 
 
 def test_every_metric_has_a_row() -> None:

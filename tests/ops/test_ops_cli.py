@@ -17,7 +17,20 @@ def test_rules_writes_a_rule_file_with_the_given_thresholds(tmp_path: Path) -> N
     out = tmp_path / "alerts" / "hf-eco2ai.rules.yml"
 
     result = runner.invoke(
-        app, ["rules", "-o", str(out), "--critical-co2-kg", "10", "--critical-for", "5m", "--interval", "30s", "--runbook-url", "https://r.example/rb"]
+        app,
+        [
+            "rules",
+            "-o",
+            str(out),
+            "--critical-co2-kg",
+            "10",
+            "--critical-for",
+            "5m",
+            "--interval",
+            "30s",
+            "--runbook-url",
+            "https://r.example/rb",
+        ],
     )
 
     assert result.exit_code == 0, result.output

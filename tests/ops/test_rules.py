@@ -17,7 +17,9 @@ UNIT_TESTS = Path(__file__).with_name("rules_test.yml")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_binary(PROMTOOL), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [require_binary(PROMTOOL), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def unit_test(tmp_path: Path, settings: RuleSettings) -> subprocess.CompletedProcess[str]:
@@ -39,7 +41,7 @@ def test_the_raw_runbook_total_misses_a_restarted_run(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     # Among the failures: the restarted run r2 (40 kg then 30 kg) never reaches critical.
-    assert 'alertname: CriticalCarbonEmissions, time: 17m30s' in result.stderr
+    assert "alertname: CriticalCarbonEmissions, time: 17m30s" in result.stderr
 
 
 @pytest.mark.integration
@@ -55,7 +57,9 @@ def test_promtool_accepts_the_rule_file(tmp_path: Path, total_window: str | None
 
 
 def test_every_alert_has_severity_summary_description_and_runbook_url() -> None:
-    groups = yaml.safe_load(render_rules(RuleSettings(runbook_url="https://example.org/rb")))["groups"]
+    groups = yaml.safe_load(render_rules(RuleSettings(runbook_url="https://example.org/rb")))[
+        "groups"
+    ]
 
     assert groups[0]["interval"] == "15s"
     names = [rule["alert"] for rule in groups[0]["rules"]]
@@ -69,7 +73,9 @@ def test_every_alert_has_severity_summary_description_and_runbook_url() -> None:
 
 
 def test_thresholds_and_durations_reach_the_rules() -> None:
-    settings = RuleSettings(critical_co2_kg=12.5, critical_for="3m", rate_window="10m", evaluation_interval="30s")
+    settings = RuleSettings(
+        critical_co2_kg=12.5, critical_for="3m", rate_window="10m", evaluation_interval="30s"
+    )
 
     rules = {r["alert"]: r for r in yaml.safe_load(render_rules(settings))["groups"][0]["rules"]}
 
@@ -90,13 +96,18 @@ def test_thresholds_and_durations_reach_the_rules() -> None:
         ({"budget_warning_fraction": 1.0}, "budget_warning_fraction"),
     ],
 )
-def test_settings_that_would_misbehave_are_refused_naming_the_field(overrides: dict, field: str) -> None:
+def test_settings_that_would_misbehave_are_refused_naming_the_field(
+    overrides: dict, field: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         RuleSettings(**overrides)
 
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("0s", 0), ("30s", 30), ("1m30s", 90), ("2h", 7200), ("7d", 604800), ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0s", 0), ("30s", 30), ("1m30s", 90), ("2h", 7200), ("7d", 604800), ("500ms", 0.5)],
+)
 def test_durations_are_read_as_prometheus_reads_them(text: str, seconds: float) -> None:
     assert duration_seconds("x", text) == seconds

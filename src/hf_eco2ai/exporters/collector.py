@@ -100,7 +100,9 @@ class SnapshotCollector(Collector):
         self._add_controls(families)
         return [families[spec.name] for spec in cat.CATALOGUE if families[spec.name].samples]
 
-    def _add(self, families: dict[str, Metric], spec: MetricSpec, value: float, *extra: str) -> None:
+    def _add(
+        self, families: dict[str, Metric], spec: MetricSpec, value: float, *extra: str
+    ) -> None:
         if math.isfinite(value):
             _add_metric(families[spec.name], [*self._run, *extra], value)
 
@@ -169,4 +171,3 @@ class SnapshotCollector(Collector):
 def _add_metric(family: Metric, labels: list[str], value: float | dict[str, str]) -> None:
     # The three family classes share add_metric(labels, value) but not a typed base method.
     family.add_metric(labels, value)  # type: ignore[attr-defined]
-

@@ -197,7 +197,9 @@ class _Pusher:
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-push", daemon=True)
 
     def start(self) -> None:
-        logger.info("Pushing metrics to %s every %.3g s, group %s", self._gateway, self._interval, self._key)
+        logger.info(
+            "Pushing metrics to %s every %.3g s, group %s", self._gateway, self._interval, self._key
+        )
         self._thread.start()
 
     def stop(self) -> None:

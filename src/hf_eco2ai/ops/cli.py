@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from hf_eco2ai.ops.rules import DEFAULT_RUNBOOK_URL
 
 Output = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="File to write; stdout when omitted.")
+    Path | None, typer.Option("--output", "-o", help="File to write; stdout when omitted.")
 ]
 
 
@@ -25,19 +25,38 @@ def _write(text: str, output: Path | None) -> None:
 
 def rules(
     output: Output = None,
-    critical_co2_kg: Annotated[float, typer.Option(help="CriticalCarbonEmissions above this run total, kg.")] = 50.0,
-    warning_co2_kg: Annotated[float, typer.Option(help="CarbonEmissionsWarning above this run total, kg.")] = 25.0,
-    rate_kg_per_hour: Annotated[float, typer.Option(help="CarbonRateHigh above this rate, kg/h.")] = 8.0,
-    budget_warning_fraction: Annotated[float, typer.Option(help="CarbonBudgetApproaching at this share.")] = 0.8,
-    critical_for: Annotated[str, typer.Option("--critical-for", help="'for' of CriticalCarbonEmissions.")] = "1m",
-    warning_for: Annotated[str, typer.Option("--warning-for", help="'for' of CarbonEmissionsWarning.")] = "30s",
+    critical_co2_kg: Annotated[
+        float, typer.Option(help="CriticalCarbonEmissions above this run total, kg.")
+    ] = 50.0,
+    warning_co2_kg: Annotated[
+        float, typer.Option(help="CarbonEmissionsWarning above this run total, kg.")
+    ] = 25.0,
+    rate_kg_per_hour: Annotated[
+        float, typer.Option(help="CarbonRateHigh above this rate, kg/h.")
+    ] = 8.0,
+    budget_warning_fraction: Annotated[
+        float, typer.Option(help="CarbonBudgetApproaching at this share.")
+    ] = 0.8,
+    critical_for: Annotated[
+        str, typer.Option("--critical-for", help="'for' of CriticalCarbonEmissions.")
+    ] = "1m",
+    warning_for: Annotated[
+        str, typer.Option("--warning-for", help="'for' of CarbonEmissionsWarning.")
+    ] = "30s",
     rate_for: Annotated[str, typer.Option("--rate-for", help="'for' of CarbonRateHigh.")] = "2m",
-    budget_for: Annotated[str, typer.Option("--budget-for", help="'for' of the budget alerts.")] = "1m",
-    interval: Annotated[str, typer.Option("--interval", help="Rule group evaluation interval.")] = "15s",
-    scrape_interval: Annotated[str, typer.Option(help="Scrape interval of the hf-eco2ai job.")] = "15s",
+    budget_for: Annotated[
+        str, typer.Option("--budget-for", help="'for' of the budget alerts.")
+    ] = "1m",
+    interval: Annotated[
+        str, typer.Option("--interval", help="Rule group evaluation interval.")
+    ] = "15s",
+    scrape_interval: Annotated[
+        str, typer.Option(help="Scrape interval of the hf-eco2ai job.")
+    ] = "15s",
     rate_window: Annotated[str, typer.Option(help="rate() window, >= 4 scrape intervals.")] = "1m",
     total_window: Annotated[
-        str, typer.Option(help="Look-back of a run's reset-proof total; 'none' for the raw counter.")
+        str,
+        typer.Option(help="Look-back of a run's reset-proof total; 'none' for the raw counter."),
     ] = "7d",
     runbook_url: Annotated[str, typer.Option(help="runbook_url annotation.")] = DEFAULT_RUNBOOK_URL,
 ) -> None:

@@ -48,7 +48,12 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "Emission rate",
         "kg/h",
-        ((f"sum by ({_BY_RUN}) (rate({_sel(cat.CO2_TOTAL)}[$__rate_interval])) * 3600", "{{run_id}}"),),
+        (
+            (
+                f"sum by ({_BY_RUN}) (rate({_sel(cat.CO2_TOTAL)}[$__rate_interval])) * 3600",
+                "{{run_id}}",
+            ),
+        ),
         "rate() of hf_training_co2_kg_total, in kg CO2eq per hour.",
     ),
     Panel(
@@ -71,7 +76,10 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "GPU power",
         "watt",
-        ((_sel(cat.GPU_POWER), "{{run_id}} gpu {{gpu}}"), (_sel(cat.POWER), "{{run_id}} all devices")),
+        (
+            (_sel(cat.GPU_POWER), "{{run_id}} gpu {{gpu}}"),
+            (_sel(cat.POWER), "{{run_id}} all devices"),
+        ),
         cat.GPU_POWER.help,
     ),
     Panel(
@@ -128,9 +136,9 @@ _DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
 def _variables() -> list[dict[str, Any]]:
-    datasource = {"name": "datasource", "label": "Data source", "type": "datasource"}
-    datasource |= {"query": "prometheus", "current": {}, "hide": 0}
-    project = {
+    datasource: dict[str, Any] = {"name": "datasource", "label": "Data source", "hide": 0}
+    datasource |= {"type": "datasource", "query": "prometheus", "current": {}}
+    project: dict[str, Any] = {
         "name": "project_name",
         "label": "Project",
         "type": "query",
@@ -147,7 +155,9 @@ def _variables() -> list[dict[str, Any]]:
     return [datasource, project]
 
 
-def dashboard_model(title: str = "HF Eco2AI: training carbon", uid: str = DASHBOARD_UID) -> dict[str, Any]:
+def dashboard_model(
+    title: str = "HF Eco2AI: training carbon", uid: str = DASHBOARD_UID
+) -> dict[str, Any]:
     """The dashboard's JSON model as a dict."""
     return {
         "uid": uid,

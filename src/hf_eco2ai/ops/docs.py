@@ -1,4 +1,4 @@
-"""Render ``docs/metrics.md`` from the metric catalogue; ``python -m hf_eco2ai.ops.docs`` prints it."""
+"""Render ``docs/metrics.md`` from the metric catalogue (``python -m hf_eco2ai.ops.docs``)."""
 
 from __future__ import annotations
 
