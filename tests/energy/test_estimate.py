@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from hf_eco2ai.energy.estimate import (
     RamEstimateMeter,
     count_sockets,
     cpu_power_model,
+    descendant_pids,
     detect_cpu_model,
     find_cpu_spec,
     load_cpu_tdp_table,
@@ -271,3 +273,24 @@ def test_dead_process_at_start_raises_meter_error() -> None:
         CpuEstimateMeter(process=process).start()
     with pytest.raises(MeterError):
         RamEstimateMeter(process=process).start()
+
+
+def test_descendant_pids_agree_with_psutil() -> None:
+    script = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'input()'])"
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    deadline = time.monotonic() + 10.0
+    while len(psutil.Process(child.pid).children()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    found = descendant_pids(os.getpid())
+    expected = [p.pid for p in psutil.Process().children(recursive=True)]
+    child.communicate(b"\n")
+
+    assert found is not None and sorted(found) == sorted(expected) and len(found) == 2
+
+
+def test_descendant_pids_without_kernel_support_is_none(tmp_path: Path) -> None:
+    (tmp_path / "42" / "task" / "42").mkdir(parents=True)
+
+    assert descendant_pids(42, proc=tmp_path) is None
+    assert descendant_pids(43, proc=tmp_path) == []  # a process that is gone has no children

@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import math
+import os
 import platform
 import re
 import time
@@ -229,9 +230,62 @@ class _ProcessTree:
             return []
         now = self._clock()
         if now - self._children_listed_at >= CHILDREN_REFRESH_SECONDS:
-            self._children = self._root.children(recursive=True)
+            self._children = self._list_children()
             self._children_listed_at = now
         return self._children
+
+    def _list_children(self) -> list[psutil.Process]:
+        """Descendants, keeping the Process objects of those already known (psutil caches)."""
+        pids = descendant_pids(self._root.pid)
+        if pids is None:
+            return list(self._root.children(recursive=True))
+
+        known = {child.pid: child for child in self._children}
+        children = []
+        for pid in pids:
+            try:
+                children.append(known.get(pid) or psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                continue
+        return children
+
+
+def descendant_pids(pid: int, proc: Path = Path("/proc")) -> list[int] | None:
+    """PIDs of all descendants from ``/proc/PID/task/TID/children``; None where unavailable.
+
+    Costs a few small reads per process in the tree, where psutil's ``children()`` reads the
+    stat file of every process on the host (thousands on a busy node). The kernel documents
+    the file as possibly missing a child forked during the read; the next refresh finds it.
+    """
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        children = _child_pids(proc / str(pending.pop()) / "task")
+        if children is None:
+            return None if not found and not pending else found
+        found.extend(children)
+        pending.extend(children)
+    return found
+
+
+def _child_pids(task_dir: Path) -> list[int] | None:
+    """Direct children of one process (all its threads), [] if it is gone, None if no support."""
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return []
+    pids: list[int] = []
+    for tid in tids:
+        try:
+            pids.extend(int(word) for word in (task_dir / tid / "children").read_text().split())
+        except FileNotFoundError:
+            # The thread exited, or the kernel lacks CONFIG_PROC_CHILDREN (no file at all).
+            if not (task_dir / tid).exists():
+                continue
+            return None
+        except OSError:
+            continue
+    return pids
 
 
 def _process_or_self(process: psutil.Process | None) -> psutil.Process:
