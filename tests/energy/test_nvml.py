@@ -303,6 +303,7 @@ def test_available_and_close_balance_nvml_init() -> None:
     meter.close()
     meter.close()
     assert nvml.init_count == 0
+    assert [r.device for r in meter.read()] == ["gpu:0", "gpu:1"]  # frozen, no NVML call
 
 
 def test_gpu_without_energy_or_power_is_skipped() -> None:

@@ -277,6 +277,8 @@ class NvmlMeter:
 
     def read(self) -> list[DeviceEnergy]:
         """Joules since ``start`` per GPU; a GPU that stops answering keeps its last figure."""
+        if self._nvml is None:  # closed: the last figures stand
+            return [gpu.energy() for gpu in self._gpus]
         for gpu in self._gpus:
             if not gpu.lost:
                 self._sample(gpu)

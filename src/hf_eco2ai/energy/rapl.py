@@ -90,8 +90,7 @@ def counter_step_uj(previous_uj: int, current_uj: int, max_energy_range_uj: int)
 class RaplMeter:
     """Energy of each CPU package (``cpu``) and, optionally, its DRAM (``dram``), measured.
 
-    Shortcoming: a package counter covers the whole socket, so other processes on the host are
-    counted too; the tracker reports it as the host's CPU energy.
+    The counters cover whole sockets: every process on the host is in them.
 
     Args:
         root: The powercap sysfs directory.
@@ -101,6 +100,7 @@ class RaplMeter:
             cannot produce the PermissionError a normal user gets).
     """
 
+    # Shortcoming: RAPL cannot split a socket's energy by process; a shared host over-counts.
     name = "rapl"
 
     def __init__(
