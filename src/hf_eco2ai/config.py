@@ -6,7 +6,15 @@ import os
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from hf_eco2ai.errors import ConfigError
 
@@ -80,6 +88,8 @@ class CarbonConfig(BaseModel):
     alert_webhook_url: str | None = None
     auto_optimization: bool = False
 
+    _static_provider: Any = PrivateAttr(default=None)
+
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
@@ -98,11 +108,28 @@ class CarbonConfig(BaseModel):
             raise ConfigError(
                 "carbon_provider", None, "use_real_time_carbon needs 'uk', 'electricitymaps' or 'watttime'"
             )
-        self.intensity_provider_static()
+        self._static_provider = (self._zone_key(), self._resolve_static())
         return self
 
     def intensity_provider_static(self) -> Any:
-        """The bundled-table provider for this config (raises UnknownZoneError on a bad zone)."""
+        """The bundled-table provider for this config, resolved once at construction."""
+        cached = self._static_provider
+        # model_copy(update=...) copies private state without validation: re-resolve if the
+        # zone fields changed since.
+        if cached is None or cached[0] != self._zone_key():
+            self._static_provider = cached = (self._zone_key(), self._resolve_static())
+        return cached[1]
+
+    def _zone_key(self) -> tuple[Any, ...]:
+        return (
+            self.grid_carbon_intensity,
+            self.cloud_provider,
+            self.cloud_region,
+            self.region,
+            self.country,
+        )
+
+    def _resolve_static(self) -> Any:
         from hf_eco2ai.intensity.table import resolve_zone
 
         return resolve_zone(
