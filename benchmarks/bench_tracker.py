@@ -16,7 +16,7 @@ import argparse
 import json
 import statistics
 
-from _common import median_of, row, run_python
+from _common import row, run_python
 
 SLEEP_CHILD = """
 import json, os, resource, time, logging
@@ -113,21 +113,41 @@ def sampler(seconds: float, repeats: int) -> list[str]:
     results: dict[str, list[dict[str, float]]] = {"none": [], "ours": [], "codecarbon": []}
     for _ in range(repeats):  # alternate so that machine noise hits all three alike
         for kind in results:
-            results[kind].append(json.loads(run_python(SLEEP_CHILD.format(kind=kind, seconds=seconds))))
+            results[kind].append(
+                json.loads(run_python(SLEEP_CHILD.format(kind=kind, seconds=seconds)))
+            )
     med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in results.items()}
     floor = med["none"]["cpu_per_minute"]
     ours = max(med["ours"]["cpu_per_minute"] - floor, 1e-4)
     theirs = max(med["codecarbon"]["cpu_per_minute"] - floor, 1e-4)
     return [
-        row("sampler CPU per tracked minute (1 s interval)", ours * 1e3, theirs * 1e3, "ms", "codecarbon"),
-        row("start tracking", med["ours"]["start"] * 1e3, med["codecarbon"]["start"] * 1e3, "ms", "codecarbon"),
+        row(
+            "sampler CPU per tracked minute (1 s interval)",
+            ours * 1e3,
+            theirs * 1e3,
+            "ms",
+            "codecarbon",
+        ),
+        row(
+            "start tracking",
+            med["ours"]["start"] * 1e3,
+            med["codecarbon"]["start"] * 1e3,
+            "ms",
+            "codecarbon",
+        ),
     ]
 
 
 def hot_path() -> list[str]:
     r = json.loads(run_python(HOT_PATH_CHILD.format()))
     return [
-        row("callback per step (step_begin+step_end)", r["step_ours"], r["step_empty"], "us", "empty"),
+        row(
+            "callback per step (step_begin+step_end)",
+            r["step_ours"],
+            r["step_empty"],
+            "us",
+            "empty",
+        ),
         row("callback on_log", r["log_ours"], r["log_empty"], "us", "empty"),
         f"{'  added per step over an empty callback':<44} {r['step_ours'] - r['step_empty']:.3f} us",
     ]
@@ -136,7 +156,9 @@ def hot_path() -> list[str]:
 def import_time(repeats: int) -> list[str]:
     runs = [json.loads(run_python(IMPORT_CHILD.format())) for _ in range(repeats)]
     seconds = statistics.median(r["seconds"] for r in runs)
-    return [f"{'import hf_eco2ai (fresh interpreter)':<44} {seconds * 1e3:.1f} ms, imports {runs[0]['heavy'] or 'nothing heavy'}"]
+    return [
+        f"{'import hf_eco2ai (fresh interpreter)':<44} {seconds * 1e3:.1f} ms, imports {runs[0]['heavy'] or 'nothing heavy'}"
+    ]
 
 
 def training(steps: int, repeats: int) -> list[str]:

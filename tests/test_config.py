@@ -1,4 +1,4 @@
-"""CarbonConfig: every bad value is refused at construction, naming the field and what is accepted."""
+"""CarbonConfig: a bad value is refused at construction, naming the field and what is accepted."""
 
 from __future__ import annotations
 

@@ -27,7 +27,14 @@ _LAZY = {
     "CarbonBudgetCallback": "hf_eco2ai.control.budget",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "CarbonBudgetCallback",
+    "CarbonConfig",
+    "CarbonReport",
+    "CarbonTracker",
+    "Eco2AICallback",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,10 +23,10 @@ app = typer.Typer(
 )
 
 Country = Annotated[
-    Optional[str], typer.Option(help="ISO 3166 code or name of the country the machine is in.")
+    str | None, typer.Option(help="ISO 3166 code or name of the country the machine is in.")
 ]
 Intensity = Annotated[
-    Optional[float], typer.Option(help="Grid intensity in g CO2eq/kWh; overrides the zone.")
+    float | None, typer.Option(help="Grid intensity in g CO2eq/kWh; overrides the zone.")
 ]
 
 
@@ -50,7 +50,8 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
 ) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -136,9 +137,11 @@ def report(
 
 @app.command("check-budget")
 def check_budget(
-    report_path: Annotated[Path, typer.Option("--report", help="A carbon_report.json or its folder.")],
-    max_co2: Annotated[Optional[float], typer.Option(min=0, help="Budget in kg CO2eq.")] = None,
-    max_energy: Annotated[Optional[float], typer.Option(min=0, help="Budget in kWh.")] = None,
+    report_path: Annotated[
+        Path, typer.Option("--report", help="A carbon_report.json or its folder.")
+    ],
+    max_co2: Annotated[float | None, typer.Option(min=0, help="Budget in kg CO2eq.")] = None,
+    max_energy: Annotated[float | None, typer.Option(min=0, help="Budget in kWh.")] = None,
 ) -> None:
     """Exit 1 when a saved run went over its CO2 or energy budget (for CI gates)."""
     if max_co2 is None and max_energy is None:

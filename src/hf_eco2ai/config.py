@@ -106,7 +106,9 @@ class CarbonConfig(BaseModel):
                 raise ConfigError("alert_thresholds", value, f"{key} must be > 0, got {value!r}")
         if self.use_real_time_carbon and self.carbon_provider is None:
             raise ConfigError(
-                "carbon_provider", None, "use_real_time_carbon needs 'uk', 'electricitymaps' or 'watttime'"
+                "carbon_provider",
+                None,
+                "use_real_time_carbon needs 'uk', 'electricitymaps' or 'watttime'",
             )
         self._static_provider = (self._zone_key(), self._resolve_static())
         return self

@@ -30,7 +30,9 @@ class UnknownZoneError(ConfigError):
 
     def __init__(self, field: str, value: str, suggestions: list[str]) -> None:
         hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(field, value, f"{value!r} is not in the bundled grid-intensity table.{hint}")
+        super().__init__(
+            field, value, f"{value!r} is not in the bundled grid-intensity table.{hint}"
+        )
         self.suggestions = suggestions
 
 

@@ -89,7 +89,9 @@ def test_exception_during_training_still_yields_a_report(tmp_path: Path) -> None
             """
         )
     )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
 
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "carbon_report.json").read_text())

@@ -165,7 +165,9 @@ def test_failing_meter_keeps_what_it_counted(
     devices = {d["device"]: d for d in report.data["energy"]["devices"]}
     assert devices["gpu:1"]["joules"] == pytest.approx(1000.0)  # 100 W for the 10 s it answered
     assert devices["gpu:0"]["joules"] == pytest.approx(400.0)
-    assert len([r for r in caplog.records if "flaky meter stopped answering" in r.getMessage()]) == 1
+    assert (
+        len([r for r in caplog.records if "flaky meter stopped answering" in r.getMessage()]) == 1
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""What every energy meter reports: joules since it started, per device, with the figure's source."""
+"""What every energy meter reports: joules since start, per device, and how it got them."""
 
 from __future__ import annotations
 

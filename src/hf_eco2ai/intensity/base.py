@@ -17,7 +17,8 @@ class IntensityReading:
 
     Attributes:
         g_per_kwh: Grams CO2eq per kWh of electricity consumed.
-        source: Who published the figure, e.g. ``"Our World in Data / Ember (via CodeCarbon 3.3.2)"``.
+        source: Who published the figure, e.g.
+            ``"Our World in Data / Ember 2023 (via CodeCarbon 3.3.2)"``.
         zone: The zone it applies to, e.g. ``"FRA"``, ``"aws:eu-west-3"``, ``"GB"``.
         kind: Average or marginal intensity.
         year: Data year for annual averages, else None.
