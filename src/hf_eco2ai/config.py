@@ -80,6 +80,9 @@ class CarbonConfig(BaseModel):
     export_prometheus: bool = False
     prometheus_port: int = Field(DEFAULT_PROMETHEUS_PORT, ge=0, le=65535)
     prometheus_host: str = "0.0.0.0"
+    #: After the run, keep /metrics up until one scrape has seen the final figures, at most this
+    #: long; 0 ends at once (the last scrape interval of a short run may then be missed).
+    prometheus_linger_seconds: float = Field(0.0, ge=0, le=600)
     pushgateway_url: str | None = None
     push_interval_seconds: float = Field(15.0, gt=0, le=3600)
 

@@ -64,6 +64,7 @@ def test_a_real_training_run_is_queryable_alertable_and_agrees_with_its_report(
         export_prometheus=True,
         prometheus_port=port,
         prometheus_host="127.0.0.1",
+        prometheus_linger_seconds=10.0,
         output_dir=str(tmp_path / "run"),
     )
     carbon = Eco2AICallback(config)
@@ -87,7 +88,5 @@ def test_a_real_training_run_is_queryable_alertable_and_agrees_with_its_report(
     report = json.loads((tmp_path / "run" / "carbon_report.json").read_text())
     total = report["emissions"]["total_kg"]
     assert total > 0
-    # The exporter stops with the run, so Prometheus's last scrape trails the report by at most
-    # one scrape interval (plus one sampling interval) of emissions.
-    worth = total / report["duration_seconds"] * (SCRAPE_SECONDS + SAMPLE_SECONDS)
-    assert total - worth <= scraped <= total
+    # The exporter lingers until one scrape has seen the final figures: they agree exactly.
+    assert scraped == pytest.approx(total, rel=1e-9)

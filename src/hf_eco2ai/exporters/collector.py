@@ -66,6 +66,8 @@ class SnapshotCollector(Collector):
         self._budget: tuple[float | None, float | None] = (None, None)
         self._alerts: Mapping[str, bool] = {}
         self._alerts_lock = threading.Lock()
+        self._final_scraped = threading.Event()
+        self._final_scraped.set()
 
     def update(self, snapshot: TrackerSnapshot) -> None:
         """Make ``snapshot`` the one the next scrape renders (a reference swap)."""
@@ -85,6 +87,11 @@ class SnapshotCollector(Collector):
             # Copy on write, so a scrape iterating the old mapping is never disturbed.
             self._alerts = {**self._alerts, name: active}
 
+    def expect_final_scrape(self) -> threading.Event:
+        """An event set by the next scrape: it then carries the final snapshot."""
+        self._final_scraped.clear()
+        return self._final_scraped
+
     def describe(self) -> Iterable[Metric]:
         """Empty families, so the registry can detect name clashes without a snapshot."""
         return [new_family(spec) for spec in cat.CATALOGUE]
@@ -98,6 +105,7 @@ class SnapshotCollector(Collector):
         self._add_intensity(families, snapshot)
         self._add_training(families, snapshot)
         self._add_controls(families)
+        self._final_scraped.set()
         return [families[spec.name] for spec in cat.CATALOGUE if families[spec.name].samples]
 
     def _add(
