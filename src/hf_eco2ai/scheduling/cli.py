@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from hf_eco2ai.errors import ConfigError, Eco2AIError, IntensityUnavailableError
-from hf_eco2ai.intensity.live import parse_utc, utc_now
 
 if TYPE_CHECKING:
     from hf_eco2ai.intensity.base import IntensityProvider
@@ -193,12 +192,13 @@ def wait_until(
     start: datetime,
     *,
     saving: float,
-    now: Callable[[], datetime] = utc_now,
+    now: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     echo: Callable[[str], None] = typer.echo,
 ) -> None:
     """Sleep until ``start``, printing the countdown and the expected saving now and then."""
-    while (remaining := (start - now()).total_seconds()) > 0:
+    clock = now or _utc_now
+    while (remaining := (start - clock()).total_seconds()) > 0:
         echo(f"Starting in {_clock(remaining)} at {start.isoformat()} ({saving:.1%} less CO2)")
         sleep(min(remaining, 60.0 if remaining <= 3600 else 600.0))
 
@@ -270,7 +270,16 @@ def _tracker_config(provider: str, region: str | None, base_url: str | None) -> 
     )
 
 
+def _utc_now() -> datetime:
+    from hf_eco2ai.intensity.live import utc_now
+
+    return utc_now()
+
+
 def _start(text: str | None) -> datetime | None:
+    # httpx comes with the live module: imported only when a command needs it.
+    from hf_eco2ai.intensity.live import parse_utc
+
     if text is None:
         return None
     try:
