@@ -108,6 +108,7 @@ class ElectricityMapsProvider(LiveProvider):
         points = [self._point(point, is_forecast=True) for point in body["forecast"]]
         return points
 
+    # Shortcoming: points are taken as hourly (the API default); other granularities are not asked.
     def _point(self, point: dict[str, Any], *, is_forecast: bool) -> IntensityReading:
         start = parse_utc(point["datetime"])
         factor = point.get("emissionFactorType", "lifecycle")

@@ -119,6 +119,7 @@ class JsonClient:
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        # Shortcoming: httpx times each phase, so a server trickling bytes can exceed the total.
         self._client = httpx.Client(
             base_url=self.base_url,
             headers=dict(headers or {}),

@@ -115,6 +115,7 @@ class UKCarbonIntensityProvider(LiveProvider):
 
     def _fetch_range(self, start: datetime, end: datetime) -> list[IntensityReading]:
         if end - start > MAX_RANGE:
+            # Shortcoming: longer spans are refused rather than fetched in 14-day chunks.
             raise ConfigError(
                 "end", end, f"the UK API serves at most 14 days per request; asked {end - start}"
             )
