@@ -9,19 +9,9 @@ from pathlib import Path
 import pytest
 
 from hf_eco2ai.control.alertmanager import AlertmanagerWatcher
+from tests.control.amstack import post_alert
 from tests.control.capture import CaptureServer
 from tests.promstack import Alertmanager, free_port, poll, start_alertmanager
-
-
-def post_alert(am: Alertmanager, name: str, **labels: str) -> None:
-    now = datetime.now(timezone.utc)
-    alert = {
-        "labels": {"alertname": name, "severity": "critical", **labels},
-        "annotations": {"summary": "test"},
-        "startsAt": now.isoformat(),
-        "endsAt": (now + timedelta(minutes=5)).isoformat(),
-    }
-    am.client.post("/api/v2/alerts", json=[alert]).raise_for_status()
 
 
 def silence(am: Alertmanager, label: str, value: str) -> None:
