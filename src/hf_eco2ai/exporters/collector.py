@@ -55,10 +55,16 @@ class SnapshotCollector(Collector):
         project_name: Value of the ``project_name`` label.
         run_id: Value of the ``run_id`` label.
         host: Value of ``host`` in the run-info series; the machine's hostname by default.
+        job_series: Render the job-wide series (steps, samples, samples per kWh, loss); False
+            on the other processes of a multi-process job, which would repeat them.
     """
 
-    def __init__(self, project_name: str, run_id: str, *, host: str | None = None) -> None:
+    def __init__(
+        self, project_name: str, run_id: str, *, host: str | None = None, job_series: bool = True
+    ) -> None:
         self._run = (project_name, run_id)
+        self._job_series = job_series
+        self._samples_per_kwh: float | None = None
         self._host = host if host is not None else socket.gethostname()
         self._version = package_version()
         self._snapshot = TrackerSnapshot()
@@ -76,6 +82,10 @@ class SnapshotCollector(Collector):
     def set_loss(self, value: float) -> None:
         """Record the latest training loss; a non-finite loss is rendered as absent."""
         self._loss = value
+
+    def set_samples_per_kwh(self, value: float) -> None:
+        """Record the job's samples per kWh, rendered instead of the snapshot's own."""
+        self._samples_per_kwh = value
 
     def set_budget(self, co2_kg: float | None, energy_kwh: float | None) -> None:
         """Record the run's budgets; None leaves that budget series out."""
@@ -156,11 +166,15 @@ class SnapshotCollector(Collector):
         self._add(families, cat.GRID_INTENSITY, reading.g_per_kwh, *labels)
 
     def _add_training(self, families: dict[str, Metric], snapshot: TrackerSnapshot) -> None:
-        self._add(families, cat.STEPS_TOTAL, snapshot.steps)
-        self._add(families, cat.SAMPLES_TOTAL, snapshot.samples)
-        self._add(families, cat.SAMPLES_PER_KWH, snapshot.samples_per_kwh)
-        if self._loss is not None:
-            self._add(families, cat.LOSS, self._loss)
+        if self._job_series:
+            spk = self._samples_per_kwh
+            self._add(families, cat.STEPS_TOTAL, snapshot.steps)
+            self._add(families, cat.SAMPLES_TOTAL, snapshot.samples)
+            self._add(
+                families, cat.SAMPLES_PER_KWH, snapshot.samples_per_kwh if spk is None else spk
+            )
+            if self._loss is not None:
+                self._add(families, cat.LOSS, self._loss)
         if snapshot.timestamp > 0:
             start = snapshot.timestamp - snapshot.elapsed_seconds
             self._add(families, cat.START_TIME, start)

@@ -11,6 +11,7 @@ import errno
 import http.client
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
@@ -67,6 +68,10 @@ class PrometheusExporter:
     Args:
         settings: Where and how to export (see :class:`ExporterSettings`).
         registry: The registry to render from; a private one by default, never the global.
+        process_key: Extra Pushgateway grouping labels naming this process in a multi-process
+            job (``{"rank": "3"}``), so the processes' pushes never replace each other.
+        job_series: Export the job-wide series (steps, samples, samples per kWh, loss); in a
+            multi-process job only the main process does, so sums over processes stay right.
 
     Attributes:
         registry: The registry holding this run's collector.
@@ -74,11 +79,19 @@ class PrometheusExporter:
     """
 
     def __init__(
-        self, settings: ExporterSettings, *, registry: CollectorRegistry | None = None
+        self,
+        settings: ExporterSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        process_key: Mapping[str, str] | None = None,
+        job_series: bool = True,
     ) -> None:
         self._settings = settings
+        self._process_key = dict(process_key or {})
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._collector = SnapshotCollector(settings.project_name, settings.run_id)
+        self._collector = SnapshotCollector(
+            settings.project_name, settings.run_id, job_series=job_series
+        )
         self.registry.register(self._collector)
         self.url: str | None = None
         self._server: tuple[WSGIServer, threading.Thread] | None = None
@@ -86,8 +99,9 @@ class PrometheusExporter:
 
     @property
     def grouping_key(self) -> dict[str, str]:
-        """The Pushgateway grouping key under job ``hf_eco2ai``: one group per run."""
-        return {"project_name": self._settings.project_name, "run_id": self._settings.run_id}
+        """The Pushgateway grouping key under job ``hf_eco2ai``: one group per run and process."""
+        key = {"project_name": self._settings.project_name, "run_id": self._settings.run_id}
+        return key | self._process_key
 
     def start(self) -> None:
         """Start serving and/or pushing as configured; never raises for a busy port or gateway."""
@@ -109,6 +123,10 @@ class PrometheusExporter:
     def set_loss(self, value: float) -> None:
         """Publish the latest training loss (non-finite values are left out of the output)."""
         self._collector.set_loss(value)
+
+    def set_samples_per_kwh(self, value: float) -> None:
+        """Publish the job's samples per kWh (from totals over every process) instead of ours."""
+        self._collector.set_samples_per_kwh(value)
 
     def set_budget(self, co2_kg: float | None, energy_kwh: float | None) -> None:
         """Publish the run's CO2 (kg) and energy (kWh) budgets; None leaves one out."""

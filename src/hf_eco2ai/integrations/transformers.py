@@ -2,7 +2,9 @@
 
 The figures reach TensorBoard, W&B or MLflow through Transformers' own reporting: at the start
 of training the callback moves itself to the front of the Trainer's callback list, so that the
-reporting callbacks see the fields it adds to each log record.
+reporting callbacks see the fields it adds to each log record. Under ``torchrun``, Accelerate or
+DeepSpeed every process measures what it owns; the figures logged at each training log step and
+the report (written by the main process only) are totals over all processes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from transformers.trainer_callback import CallbackHandler
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.intensity.base import IntensityProvider
+from hf_eco2ai.tracking.distributed import RankReducer, detect_placement, finish_job
+from hf_eco2ai.tracking.snapshot import TrackerSnapshot
 from hf_eco2ai.tracking.tracker import CarbonTracker
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,10 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
         self._intensity = intensity
         self.tracker: CarbonTracker | None = None
         self._samples_per_step = 1
+        self._own_samples_per_step = 1
+        self._reducer = RankReducer()
+        self._distributed = False
+        self._job_snapshot: TrackerSnapshot | None = None
         self._is_main = True
         self._epoch_start = (0.0, 0.0)
         self._report: Any = None
@@ -62,17 +70,27 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         _move_to_front(self)
+        placement = detect_placement()
         self._is_main = bool(state.is_world_process_zero)
-        self._samples_per_step = (
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        self._distributed = placement.distributed and self._reducer.active
+        self._own_samples_per_step = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps
         )
+        self._samples_per_step = self._own_samples_per_step * args.world_size
         config = self.config
         if config.output_dir is None:
             config = config.model_copy(update={"output_dir": args.output_dir})
         if not self._is_main:
             config = config.model_copy(update={"save_report": False})
-        self.tracker = CarbonTracker(config, meters=self._meters, intensity=self._intensity)
+        if self._distributed:
+            # Each process drew its own default run id; the job's is rank 0's (one collective).
+            config = config.model_copy(update={"run_id": self._reducer.broadcast(config.run_id)})
+        self.tracker = CarbonTracker(
+            config, meters=self._meters, intensity=self._intensity, placement=placement
+        )
         self.tracker.set_extra("training_arguments", _training_facts(args))
+        if placement.distributed:
+            self.tracker.set_extra("process", placement.as_dict())
         self.tracker.start()
         if self._is_main:
             logger.info("hf-eco2ai: tracking run %s of %r", config.run_id, config.project_name)
@@ -95,9 +113,13 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
         if self.tracker is None or logs is None or not self.config.log_to_trainer:
             return
         values = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-        row = self.tracker.log_point(state.global_step, values)
-        if self.tracker.exporter is not None and "loss" in values:
-            self.tracker.exporter.set_loss(values["loss"])
+        job = self._job_totals(state, training_log="loss" in values)
+        row = self.tracker.log_point(state.global_step, values, job)
+        exporter = self.tracker.exporter
+        if exporter is not None and self._is_main and "loss" in values:
+            exporter.set_loss(values["loss"])
+            if job is not None:
+                exporter.set_samples_per_kwh(job.samples_per_kwh)
         fields = {
             "energy_kwh": row["energy_kwh"],
             "co2_kg": row["co2_kg"],
@@ -109,12 +131,29 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(fields)
 
+    def _job_totals(self, state: TrainerState, *, training_log: bool) -> TrackerSnapshot | None:
+        """Totals over every process, summed at training log steps only; None for one process.
+
+        The Trainer reaches a training log step on every rank together (it has just gathered
+        the loss from all of them), so the collective here cannot leave a rank waiting. Other
+        logs (evaluation, the final summary, a user's own ``trainer.log``) may come from one
+        rank only: they reuse the last totals instead of starting a collective.
+        """
+        if not self._distributed or self.tracker is None:
+            return None
+        if training_log or self._job_snapshot is None:
+            own = state.global_step * self._own_samples_per_step
+            self._job_snapshot = self._reducer.totals(self.tracker.snapshot, own)
+        return self._job_snapshot
+
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if self.tracker is None:
             return
-        snap = self.tracker.snapshot
+        # Shortcoming: in a multi-process job an epoch's figures use the totals of the last log
+        # step (no collective at epoch end), so they may lag by up to one logging interval.
+        snap = self._job_snapshot or self.tracker.snapshot
         energy0, co20 = self._epoch_start
         self.tracker.run_log.epochs.append(
             {
@@ -132,7 +171,11 @@ class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
         if self.tracker is None:
             return
         self.tracker.set_progress(state.global_step, state.global_step * self._samples_per_step)
-        self._report = self.tracker.stop("completed")
+        # The final sample is taken before summing, so no process's last interval is lost.
+        self._report = self.tracker.stop("completed", write=not self._distributed)
+        if self._distributed:
+            own = state.global_step * self._own_samples_per_step
+            self._report = finish_job(self.tracker, self._reducer, own)
         if self._is_main:
             logger.info("hf-eco2ai: %s", self._report.summary().splitlines()[2].strip())
 

@@ -55,7 +55,9 @@ class CarbonReport:
             target = target / REPORT_FILENAME
         data = json.loads(target.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{str(target)!r} is not an hf-eco2ai report (schema {SCHEMA_VERSION})")
+            raise ValueError(
+                f"{str(target)!r} is not an hf-eco2ai report (schema {SCHEMA_VERSION})"
+            )
         return cls(data)
 
     @property
@@ -126,7 +128,9 @@ def _document(tracker: CarbonTracker, ended_at: datetime | None) -> dict[str, An
     snap = tracker.snapshot
     log = tracker.run_log
     started = tracker.started_at
-    duration = (ended_at - started).total_seconds() if ended_at and started else snap.elapsed_seconds
+    duration = (
+        (ended_at - started).total_seconds() if ended_at and started else snap.elapsed_seconds
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "hf-eco2ai", "version": __version__},
@@ -145,10 +149,14 @@ def _document(tracker: CarbonTracker, ended_at: datetime | None) -> dict[str, An
             "samples_per_kwh": snap.samples_per_kwh,
         },
         "estimates": [
-            {"component": n.component, "assumption": n.assumption, "how_to_measure": n.how_to_measure}
+            {
+                "component": n.component,
+                "assumption": n.assumption,
+                "how_to_measure": n.how_to_measure,
+            }
             for n in log.notes
         ],
-        "equivalents": _equivalents(snap.co2_grams),
+        "equivalents": equivalents(snap.co2_grams),
         "host": {"hostname": socket.gethostname(), "platform": platform.platform()},
         "meters": list(log.meters),
         "warnings": list(log.warnings),
@@ -226,7 +234,8 @@ def _latest(periods: list[dict[str, Any]]) -> float:
     return float(periods[-1]["g_per_kwh"]) if periods else 0.0
 
 
-def _equivalents(co2_grams: float) -> list[dict[str, Any]]:
+def equivalents(co2_grams: float) -> list[dict[str, Any]]:
+    """Everyday equivalents of ``co2_grams``, each with its factor and source."""
     return [
         {
             "what": "distance driven by a typical US passenger car",
@@ -255,6 +264,12 @@ def _summary(d: dict[str, Any]) -> str:
     ]
     for name, comp in energy["components"].items():
         lines.append(f"    {name:<8}{_kwh(comp['kwh'])} kWh  {comp['source']}")
+    for node in energy.get("nodes", []):
+        lines.append(
+            f"    node {node['node_rank']} ({node['host']}, ranks {node['ranks']}): "
+            f"{_kwh(node['kwh'])} kWh, {_kg(node['co2_kg'])} kg at "
+            f"{node['intensity_g_per_kwh']:.1f} g/kWh {node['intensity_zone']}"
+        )
     lines.append(
         f"  CO2eq     {_kg(emissions['total_kg'])} kg "
         f"(range {_kg(emissions['low_kg'])} to {_kg(emissions['high_kg'])} kg)"

@@ -25,6 +25,7 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
 from hf_eco2ai.errors import IntensityUnavailableError, MeterError
 from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
+from hf_eco2ai.tracking.distributed import Placement, build_owned_meters, detect_placement
 from hf_eco2ai.tracking.snapshot import ComponentTotal, DeviceTotal, TrackerSnapshot
 from hf_eco2ai.units import JOULES_PER_KWH, SECONDS_PER_HOUR
 
@@ -81,6 +82,8 @@ class CarbonTracker:
         meters: Meters to use instead of discovering hardware (tests, custom hardware).
         intensity: Grid-intensity provider instead of the one the config selects.
         clock: Monotonic clock in seconds (injectable for tests).
+        placement: This process's place in a multi-process job; default: from the launcher's
+            environment and ``torch.distributed`` at ``start()``.
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class CarbonTracker:
         meters: Sequence[Meter] | None = None,
         intensity: IntensityProvider | None = None,
         clock: Callable[[], float] = time.monotonic,
+        placement: Placement | None = None,
     ) -> None:
         self.config = config if config is not None else CarbonConfig()
+        self._placement = placement
         self._given_meters = list(meters) if meters is not None else None
         self._meters: list[Meter] = []
         self._given_intensity = intensity
@@ -130,16 +135,19 @@ class CarbonTracker:
             return self
         self._t0 = self._clock()
         self._started_at = datetime.now(timezone.utc)
-        self.exporter = _exporter_for(self.config)
+        if self._placement is None:
+            self._placement = detect_placement()
+        self.exporter = _exporter_for(self.config, self._placement)
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
         self._thread.start()
         _register_for_exit(self)
         return self
 
-    def stop(self, status: RunStatus = "completed") -> Any:
+    def stop(self, status: RunStatus = "completed", *, write: bool = True) -> Any:
         """Stop sampling, take a final reading and return the :class:`CarbonReport`.
 
         Idempotent: later calls return the same report. Never raises for a meter failure.
+        ``write=False`` leaves the file to :meth:`replace_report` (a multi-process job's merge).
         """
         with self._state_lock:
             if self._report is not None:
@@ -150,7 +158,9 @@ class CarbonTracker:
             assert self._thread is not None
             self._thread.join(timeout=self.config.measurement_interval + _JOIN_GRACE_SECONDS)
             if self._thread.is_alive():
-                self._warn_once("join", "the sampler thread did not stop in time; report uses the last sample")
+                self._warn_once(
+                    "join", "the sampler thread did not stop in time; report uses the last sample"
+                )
             else:
                 self._sample_guarded()
             if self._status == "running":
@@ -158,8 +168,14 @@ class CarbonTracker:
             self._ended_at = datetime.now(timezone.utc)
             self._close_parts()
             self._report = self._build_report()
-        self._write_report()
+        if write:
+            self._write_report()
         return self._report
+
+    def replace_report(self, report: Any) -> None:
+        """Make ``report`` (the job-wide merge) this run's report and write it as configured."""
+        self._report = report
+        self._write_report()
 
     def __enter__(self) -> CarbonTracker:
         return self.start()
@@ -197,6 +213,11 @@ class CarbonTracker:
         return self._build_report()
 
     @property
+    def placement(self) -> Placement:
+        """This process's place in the job (known from ``start()``; one process before)."""
+        return self._placement if self._placement is not None else Placement()
+
+    @property
     def run_log(self) -> TrackerLog:
         return self._log
 
@@ -218,9 +239,14 @@ class CarbonTracker:
         self._status = status
         self._stop_reason = reason
 
-    def log_point(self, step: int, values: dict[str, float]) -> dict[str, float]:
-        """Append a row to the per-log-step series and return the carbon fields for it."""
-        snap = self._snapshot
+    def log_point(
+        self, step: int, values: dict[str, float], snapshot: TrackerSnapshot | None = None
+    ) -> dict[str, float]:
+        """Append a row to the per-log-step series and return the carbon fields for it.
+
+        ``snapshot`` replaces this process's latest one, e.g. with totals over every process.
+        """
+        snap = snapshot if snapshot is not None else self._snapshot
         row = {
             "step": step,
             "elapsed_seconds": round(snap.elapsed_seconds, 3),
@@ -255,19 +281,8 @@ class CarbonTracker:
         if self._given_meters is not None:
             self._meters = self._start_meters(self._given_meters)
         else:
-            from hf_eco2ai.energy.discovery import build_meters
-
-            cfg = self.config
-            self._meters, warnings = build_meters(
-                track_gpu=cfg.track_gpu,
-                track_cpu=cfg.track_cpu,
-                track_ram=cfg.track_ram,
-                include_dram=cfg.include_dram,
-                gpu_ids=cfg.gpu_ids,
-                powercap_root=cfg.powercap_root,
-                cpu_tdp_watts=cfg.cpu_tdp_watts,
-                ram_watts_per_gb=cfg.ram_watts_per_gb,
-            )
+            # Only what this process owns: its GPUs, and node counters on the node's main one.
+            self._meters, warnings = build_owned_meters(self.config, self.placement)
             self._log.warnings.extend(warnings)
         self._log.meters = [m.name for m in self._meters]
         for meter in self._meters:
@@ -322,13 +337,19 @@ class CarbonTracker:
             except MeterError as err:
                 # Keep what this meter already counted: its devices keep their last totals.
                 self._failed_meters.add(meter.name)
-                self._warn_once(f"read:{meter.name}", f"{meter.name} meter stopped answering: {err}")
+                self._warn_once(
+                    f"read:{meter.name}", f"{meter.name} meter stopped answering: {err}"
+                )
         return readings
 
     def _account(self, energy: DeviceEnergy, g_per_kwh: float) -> float:
         """Add one device's new joules since the last sample; returns the central delta."""
-        if not all(math.isfinite(v) for v in (energy.joules, energy.joules_low, energy.joules_high)):
-            self._warn_once(f"garbage:{energy.device}", f"{energy.device} gave a non-finite reading; skipped")
+        if not all(
+            math.isfinite(v) for v in (energy.joules, energy.joules_low, energy.joules_high)
+        ):
+            self._warn_once(
+                f"garbage:{energy.device}", f"{energy.device} gave a non-finite reading; skipped"
+            )
             return 0.0
         state = self._devices.get(energy.device)
         if state is None:
@@ -349,7 +370,9 @@ class CarbonTracker:
             return self._intensity.intensity_at(when)
         except IntensityUnavailableError as err:
             fallback = self.config.intensity_provider_static().intensity_at(when)
-            self._warn_once("intensity", f"grid intensity unavailable ({err}); using {fallback.source}")
+            self._warn_once(
+                "intensity", f"grid intensity unavailable ({err}); using {fallback.source}"
+            )
             return replace(fallback, fallback=True)
 
     def _note_intensity(self, reading: IntensityReading, when: datetime, joules: float) -> None:
@@ -442,7 +465,9 @@ class CarbonTracker:
             self._report.save(self.config.output_dir)
         except OSError as err:
             # A full disk or a read-only folder must not lose the figures: they stay in memory.
-            self._warn_once("write", f"could not write the report to {self.config.output_dir!r}: {err}")
+            self._warn_once(
+                "write", f"could not write the report to {self.config.output_dir!r}: {err}"
+            )
 
     @property
     def started_at(self) -> datetime | None:
@@ -514,12 +539,20 @@ def _components(devices: dict[str, _DeviceState]) -> dict[str, ComponentTotal]:
     return totals
 
 
-def _exporter_for(config: CarbonConfig) -> PrometheusExporter | None:
+def _exporter_for(config: CarbonConfig, placement: Placement) -> PrometheusExporter | None:
     if not (config.export_prometheus or config.pushgateway_url):
         return None
     from hf_eco2ai.exporters.prometheus import PrometheusExporter
 
-    return PrometheusExporter(config)
+    if not placement.distributed:
+        return PrometheusExporter(config)
+    if config.prometheus_port:
+        # Processes sharing a host each serve on their own port: base port + local rank.
+        port = min(config.prometheus_port + placement.local_rank, 65535)
+        config = config.model_copy(update={"prometheus_port": port})
+    return PrometheusExporter(
+        config, process_key={"rank": str(placement.rank)}, job_series=placement.is_main
+    )
 
 
 def _intensity_for(config: CarbonConfig) -> IntensityProvider:
@@ -554,9 +587,7 @@ def _register_for_exit(tracker: CarbonTracker) -> None:
     _exit_hooks_installed = True
     previous_hook = sys.excepthook
 
-    def hook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         _uncaught.append(exc)
         previous_hook(exc_type, exc, tb)
 
