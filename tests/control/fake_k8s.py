@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -19,10 +20,23 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "k8s" / "deployment-training-job.json"
 
 _PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)(/scale)?$")
 _PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def require_kubernetes() -> None:
+    """Skip without the Kubernetes client; under CI (``CI`` set) fail, since CI must install it."""
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError:
+        message = "the Kubernetes client is not installed (pip install kubernetes)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
 
 
 @dataclass(frozen=True)

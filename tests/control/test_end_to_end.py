@@ -1,8 +1,8 @@
 """End to end on 127.0.0.1 with the real Prometheus and Alertmanager binaries (Debian packages).
 
-1. A real Trainer run exports its metrics; Prometheus scrapes them and evaluates the generated
-   rules with a scaled-down critical threshold; Alertmanager holds the alert; the budget
-   callback sees it and stops the run cleanly.
+1. A real Trainer run exports its metrics through its tracker's exporter; Prometheus scrapes
+   them and evaluates the generated rules with a scaled-down critical threshold; Alertmanager
+   holds the alert; the budget callback sees it and stops the run cleanly.
 2. Alertmanager delivers its webhook, with a bearer token, to ``hf-eco2ai responder`` running
    as a subprocess, which scales and annotates the Deployment on a fake Kubernetes API server.
 """
@@ -22,10 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.ops.rules import RuleSettings, render_rules
 from tests.control.amstack import post_alert, start_alertmanager_with_token
-from tests.control.fake_k8s import FakeKubernetes, training_job
+from tests.control.fake_k8s import FakeKubernetes, require_kubernetes, training_job
 from tests.promstack import free_port, poll, start_alertmanager, start_prometheus
 
 pytestmark = pytest.mark.integration
@@ -39,24 +38,13 @@ def test_fleet_alert_stops_the_training_run(tmp_path: Path, one_torch_thread: No
     from transformers import TrainerCallback
 
     from hf_eco2ai import CarbonBudgetCallback, Eco2AICallback
-    from hf_eco2ai.exporters.prometheus import PrometheusExporter
-    from hf_eco2ai.tracking import current_tracker
     from tests.control.trainers import config, meter, tiny_trainer
 
     run = {"project_name": "e2e-llm", "run_id": "e2e-run-1"}
-    exporter = PrometheusExporter(
-        CarbonConfig(**run, export_prometheus=True, prometheus_port=0, prometheus_host="127.0.0.1")
+    port = free_port()
+    exported = config(
+        **run, export_prometheus=True, prometheus_port=port, prometheus_host="127.0.0.1"
     )
-    exporter.start()
-    assert exporter.url is not None
-
-    class Export(TrainerCallback):  # type: ignore[misc]
-        """Feeds the run's tracker to the exporter (the tracker will own one; see the report)."""
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            tracker = current_tracker()
-            if state.global_step == 0 and tracker is not None:
-                tracker.add_listener(exporter.update)
 
     class Deadline(TrainerCallback):  # type: ignore[misc]
         """Ends a run the alert never stopped, so the test fails instead of hanging."""
@@ -78,22 +66,22 @@ def test_fleet_alert_stops_the_training_run(tmp_path: Path, one_torch_thread: No
     )
     rules = tmp_path / "rules.yml"
     rules.write_text(render_rules(settings))
-    target = exporter.url.split("//")[1].removesuffix("/metrics")
     with (
         start_alertmanager(tmp_path) as am,
-        start_prometheus(tmp_path, [target], [rules], alertmanager_url=am.url) as prom,
+        start_prometheus(tmp_path, [f"127.0.0.1:{port}"], [rules], alertmanager_url=am.url) as prom,
     ):
         budget = CarbonBudgetCallback(
+            max_co2_kg=1.0,  # far away: the alert, not the budget, must stop this run
             alertmanager_url=am.url,
             alertmanager_poll_seconds=0.2,
             check_frequency=1,
             grace_period=1,
         )
-        callbacks = [budget, Eco2AICallback(config(**run), meters=[meter()]), Export(), Deadline()]
+        callbacks = [budget, Eco2AICallback(exported, meters=[meter()]), Deadline()]
         trainer = tiny_trainer(tmp_path / "run", callbacks, max_steps=20_000)
         trainer.train()
         firing = prom.alerts()
-    exporter.close()
+        budget_series = prom.query("last_over_time(hf_training_carbon_budget_kg[5m])")
 
     report = json.loads((tmp_path / "run" / "carbon_report.json").read_text())
     reason = report["stop_reason"]
@@ -106,6 +94,10 @@ def test_fleet_alert_stops_the_training_run(tmp_path: Path, one_torch_thread: No
     # The alert fired on the exported total crossing the scaled-down threshold.
     assert reason["co2_kg"] > CRITICAL_CO2_KG
     assert any(a["labels"]["alertname"] == "CriticalCarbonEmissions" for a in firing)
+    # The budget reached Prometheus under the runbook's name, with the run's labels.
+    assert [(s["metric"]["run_id"], float(s["value"][1])) for s in budget_series] == [
+        ("e2e-run-1", 1.0)
+    ]
 
 
 TOKEN = "e2e-webhook-token"
@@ -114,7 +106,7 @@ TOKEN = "e2e-webhook-token"
 @pytest.fixture
 def responder_process(tmp_path: Path) -> Iterator[tuple[str, FakeKubernetes, Path]]:
     """``hf-eco2ai responder`` in a subprocess, talking to a fake API server via kubeconfig."""
-    pytest.importorskip("kubernetes")
+    require_kubernetes()
     api = FakeKubernetes("k8s-token", [training_job()])
     port = free_port()
     audit = tmp_path / "audit.jsonl"

@@ -23,9 +23,9 @@ from hf_eco2ai.control.responder import (
     ResponderSettings,
     load_api_client,
 )
-from tests.control.fake_k8s import FakeKubernetes, training_job
+from tests.control.fake_k8s import FakeKubernetes, require_kubernetes, training_job
 
-pytest.importorskip("kubernetes")
+require_kubernetes()
 
 TOKEN = "s3cret-token-for-tests"
 NOW = 1_754_150_400.0  # 2025-08-02T16:00:00Z

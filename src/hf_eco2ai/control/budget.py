@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -23,6 +22,7 @@ from hf_eco2ai.control.guard import Action, BudgetGuard, CarbonBudget, usages
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.intensity.base import IntensityProvider
+from hf_eco2ai.tracking.distributed import RankReducer
 from hf_eco2ai.tracking.snapshot import TrackerSnapshot
 from hf_eco2ai.tracking.tracker import CarbonTracker, current_tracker
 
@@ -92,6 +92,7 @@ class CarbonBudgetCallback(TrainerCallback):
         self._watcher: AlertmanagerWatcher | None = None
         self._alerts: RateAlerts | None = None
         self._start = (0.0, 0)
+        self._reducer = RankReducer()
         self._stopped = False
         self._alert_warned = False
 
@@ -122,7 +123,7 @@ class CarbonBudgetCallback(TrainerCallback):
         if self._owns_tracker:
             self.tracker.set_progress(step, step * _samples_per_step(args))
         if step % self.budget.check_frequency == 0:
-            self._check(args, state)
+            self._check(state)
         stop_at = self.guard.stop_at_step
         if stop_at is not None and step >= stop_at and not self._stopped:
             self._stop(args, control, step)
@@ -202,17 +203,28 @@ class CarbonBudgetCallback(TrainerCallback):
             poll_interval_seconds=poll_seconds,
         ).start()
 
-    def _check(self, args: TrainingArguments, state: TrainerState) -> None:
+    def _check(self, state: TrainerState) -> None:
         assert self.tracker is not None
         firing = self._watcher.firing if self._watcher is not None else None
-        snap, any_firing = _fleet_view(self.tracker.snapshot, firing is not None, args)
+        snap, alert_name = self._fleet_view(self.tracker.snapshot, firing.name if firing else "")
+        # Shortcoming: totals are this process's since start; a resumed run's budget restarts at 0.
         found = usages(self.budget, snap, self._remaining_seconds(state))
         self.guard.check(found, state.global_step, state.max_steps or None)
-        if any_firing:
-            self._obey_alert(firing, snap, state.global_step)
+        if alert_name:
+            self._obey_alert(alert_name, firing, snap, state.global_step)
 
-    def _obey_alert(self, firing: Any, snap: TrackerSnapshot, step: int) -> None:
-        name = firing.name if firing is not None else "reported by rank 0"
+    def _fleet_view(self, snap: TrackerSnapshot, alert_name: str) -> tuple[TrackerSnapshot, str]:
+        """The run's totals over every process, and rank 0's firing alert name ("" for none).
+
+        Each process measures only the devices it owns, so totals and rates add up. Every rank
+        checks at the same global steps, so the two collectives line up across ranks.
+        """
+        if not self._reducer.active:
+            return snap, alert_name
+        # Shortcoming: this multi-process path is not exercised by this folder's tests.
+        return self._reducer.totals(snap, snap.samples), self._reducer.broadcast(alert_name)
+
+    def _obey_alert(self, name: str, firing: Any, snap: TrackerSnapshot, step: int) -> None:
         if self.budget.action == "warn":
             if not self._alert_warned:
                 logger.warning(
@@ -284,31 +296,3 @@ def _samples_per_step(args: TrainingArguments) -> int:
     return int(
         args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     )
-
-
-def _fleet_view(
-    snap: TrackerSnapshot, firing: bool, args: TrainingArguments
-) -> tuple[TrackerSnapshot, bool]:
-    """The run's totals over every process, and whether any process sees a fleet alert.
-
-    Each process measures only the devices it owns, so totals and rates add up. Every rank
-    checks at the same global steps, so the collective call lines up across ranks.
-    """
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return snap, firing
-    # Shortcoming: this multi-process path is not exercised by the test suite (one CPU process).
-    values = [snap.co2_grams, snap.energy_joules, snap.co2_rate_kg_per_hour, snap.power_watts]
-    tensor = torch.tensor([*values, float(firing)], dtype=torch.float64, device=args.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    co2, joules, kg_per_hour, watts, alerts = tensor.tolist()
-    combined = replace(
-        snap,
-        co2_grams=co2,
-        energy_joules=joules,
-        co2_rate_kg_per_hour=kg_per_hour,
-        power_watts=watts,
-    )
-    return combined, alerts > 0
