@@ -309,6 +309,7 @@ class Responder:
 
     def refuse(self, status: int, reason: str, client: str) -> None:
         """Record a refused request (bad token, bad payload...)."""
+        # Shortcoming: refusals are not rate-limited; keep the port behind a NetworkPolicy.
         logger.warning("responder: refused a request from %s with %d: %s", client, status, reason)
         self.audit.write(decision="refused", result=f"http {status}", reason=reason, client=client)
 
