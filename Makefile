@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[transformers,gpu,dev]' $(TORCH)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[transformers,gpu,k8s,lightning,dev]' $(TORCH)
 	touch $(STAMP)
 
 demo: $(STAMP)
