@@ -96,6 +96,8 @@ def dump_process_view(spec: dict[str, Any], report: dict[str, Any], series: list
     rank = int(os.environ.get("RANK", "0"))
     view = {"rank": rank, "report": report, "series": series}
     path = Path(spec["output_dir"]) / f"process-{rank}.json"
+    # Only rank 0 writes a report, so the folder may not exist yet on the others.
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(view), encoding="utf-8")
 
 

@@ -182,6 +182,8 @@ class Eco2AILightningCallback(Callback):
 
 def _placement(trainer: Trainer) -> Placement:
     """The trainer's own account of ranks, which holds for every Lightning launcher."""
+    # Shortcoming: Lightning's own subprocess launcher makes ranks 1..n children of rank 0, so
+    # where RAPL is unreadable rank 0's CPU/RAM estimate (its process tree) includes theirs.
     from hf_eco2ai.tracking.distributed import detect_placement
 
     host = detect_placement().host
