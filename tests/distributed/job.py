@@ -102,11 +102,18 @@ def dump_process_view(spec: dict[str, Any], report: dict[str, Any], series: list
 
 
 def main() -> None:
+    import torch.distributed as dist
+
     spec = json.loads(os.environ["HF_ECO2AI_TEST_JOB"])
     if spec.get("framework", "transformers") == "lightning":
         run_lightning(spec)
     else:
         run_transformers(spec)
+    # Leaving gloo's threads to interpreter exit sometimes aborts a rank ("terminate called
+    # without an active exception"); a job ends its process group, as torch's docs ask.
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
