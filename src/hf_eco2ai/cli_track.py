@@ -8,6 +8,7 @@ import subprocess
 from types import FrameType
 
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.control.alerts import attach_rate_alerts
 from hf_eco2ai.tracking.tracker import CarbonTracker
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
     then marked ``interrupted``.
     """
     tracker = CarbonTracker(config).start()
+    alerts = attach_rate_alerts(tracker)
     try:
         process = subprocess.Popen(cmd)
     except OSError as err:
@@ -43,4 +45,6 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
     elif code != 0:
         tracker.mark_stopped("error", {"reason": "command failed", "exit_status": code})
     report = tracker.stop("completed")
+    if alerts is not None:
+        alerts.close()
     return code, report

@@ -98,3 +98,24 @@ def test_exception_during_training_still_yields_a_report(tmp_path: Path) -> None
     assert report["status"] == "error"
     assert "loss is NaN" in report["stop_reason"]["exception"]
     assert report["training"]["steps"] == 2
+
+
+def test_config_alert_thresholds_fire_once_in_a_trainer_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 400 W is 0.4 kWh per hour, far over a 0.01 kWh/h threshold, for the whole run.
+    callback = Eco2AICallback(
+        CarbonConfig(
+            grid_carbon_intensity=100.0,
+            measurement_interval=0.05,
+            alert_thresholds={"energy_rate_kwh_per_hour": 0.01},
+        ),
+        meters=[ConstantPowerMeter(time.monotonic, 400.0)],  # type: ignore[arg-type]
+    )
+    trainer = tiny_trainer(tmp_path, [callback], max_steps=5)
+    trainer.train()  # type: ignore[attr-defined]
+
+    firing = [
+        r for r in caplog.records if "alert energy_rate_kwh_per_hour firing" in r.getMessage()
+    ]
+    assert len(firing) == 1

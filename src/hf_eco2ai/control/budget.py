@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -222,7 +223,9 @@ class CarbonBudgetCallback(TrainerCallback):
         if not self._reducer.active:
             return snap, alert_name
         # Shortcoming: this multi-process path is not exercised by this folder's tests.
-        return self._reducer.totals(snap, snap.samples), self._reducer.broadcast(alert_name)
+        # The Trainer's sample count is already job-wide: sum energy and CO2 only.
+        summed = replace(self._reducer.totals(snap, 0.0), samples=snap.samples)
+        return summed, self._reducer.broadcast(alert_name)
 
     def _obey_alert(self, name: str, firing: Any, snap: TrackerSnapshot, step: int) -> None:
         if self.budget.action == "warn":

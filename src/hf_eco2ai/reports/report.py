@@ -39,7 +39,7 @@ CAR_FACTOR_SOURCE = (
 
 @dataclass
 class CarbonReport:
-    """A run's carbon report. ``data`` is the JSON document; properties read the headline figures."""
+    """A run's carbon report: ``data`` is the JSON document; properties read its headlines."""
 
     data: dict[str, Any]
 
@@ -227,6 +227,9 @@ def _emissions_section(snap: Any, log: Any) -> dict[str, Any]:
         "intensity_g_per_kwh": mean,
         "intensity_periods": periods,
         "fallback_used": any(p["fallback"] for p in periods),
+        "fallback_events": [
+            {"at": _iso(event.at), "reason": event.reason} for event in log.fallback_events()
+        ],
     }
 
 
@@ -258,7 +261,8 @@ def _summary(d: dict[str, Any]) -> str:
     energy, emissions = d["energy"], d["emissions"]
     lines = [
         f"hf-eco2ai: project {d['project_name']!r}, run {d['run_id']}, status {d['status']}",
-        f"  time      {d['started_at']} to {d['ended_at'] or 'now'} ({d['duration_seconds']:.1f} s)",
+        f"  time      {d['started_at']} to {d['ended_at'] or 'now'} "
+        f"({d['duration_seconds']:.1f} s)",
         f"  energy    {_kwh(energy['total_kwh'])} kWh "
         f"(range {_kwh(energy['low_kwh'])} to {_kwh(energy['high_kwh'])} kWh)",
     ]
@@ -278,8 +282,8 @@ def _summary(d: dict[str, Any]) -> str:
         year = f" {period['year']}" if period["year"] else ""
         fallback = ", fallback" if period["fallback"] else ""
         lines.append(
-            f"    grid    {period['g_per_kwh']:.1f} g/kWh, {period['zone']}, {period['kind']}{year}, "
-            f"{period['source']}{fallback}"
+            f"    grid    {period['g_per_kwh']:.1f} g/kWh, {period['zone']}, "
+            f"{period['kind']}{year}, {period['source']}{fallback}"
         )
     training = d["training"]
     if training["samples"]:

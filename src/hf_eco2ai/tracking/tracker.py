@@ -8,6 +8,7 @@ intensity of that interval, so intensity may change during a run. Readers get an
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import math
 import sys
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
-from hf_eco2ai.errors import IntensityUnavailableError, MeterError
+from hf_eco2ai.errors import Eco2AIError, IntensityUnavailableError, MeterError
 from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
 from hf_eco2ai.tracking.distributed import Placement, build_owned_meters, detect_placement
+from hf_eco2ai.tracking.sampler import shared_sampler
 from hf_eco2ai.tracking.snapshot import ComponentTotal, DeviceTotal, TrackerSnapshot
 from hf_eco2ai.units import JOULES_PER_KWH, SECONDS_PER_HOUR
 
@@ -72,10 +74,15 @@ class TrackerLog:
     series: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     meters: list[str] = field(default_factory=list)
+    intensity_provider: Any = None
+
+    def fallback_events(self) -> list[Any]:
+        """When and why a live grid-intensity source failed (empty for the bundled table)."""
+        return list(getattr(self.intensity_provider, "fallback_events", []))
 
 
 class CarbonTracker:
-    """Tracks the energy and CO2 of any code, from ``start()`` to ``stop()`` or as a context manager.
+    """Tracks the energy and CO2 of any code, between ``start()`` and ``stop()`` or in a ``with``.
 
     Args:
         config: Run settings; defaults to ``CarbonConfig()``.
@@ -110,9 +117,10 @@ class CarbonTracker:
         self._window: deque[tuple[float, float, float]] = deque()
         self._read_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._setup_lock = threading.Lock()
+        self._setup_done = False
+        self._job_key = next(_job_keys)
+        self._started = False
         self._t0 = 0.0
         self._started_at: datetime | None = None
         self._ended_at: datetime | None = None
@@ -131,15 +139,23 @@ class CarbonTracker:
 
     def start(self) -> CarbonTracker:
         """Start sampling in the background and return at once; a second call does nothing."""
-        if self._thread is not None:
+        if self._started:
             return self
+        self._started = True
         self._t0 = self._clock()
         self._started_at = datetime.now(timezone.utc)
         if self._placement is None:
             self._placement = detect_placement()
         self.exporter = _exporter_for(self.config, self._placement)
-        self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
-        self._thread.start()
+        if self._given_meters is not None:
+            # Given meters are cheap to start: take the baseline now, not when the thread runs.
+            self._ensure_setup()
+        shared_sampler().add(
+            self._job_key,
+            self._sample_guarded,
+            self.config.measurement_interval,
+            setup=self._ensure_setup,
+        )
         _register_for_exit(self)
         return self
 
@@ -152,17 +168,19 @@ class CarbonTracker:
         with self._state_lock:
             if self._report is not None:
                 return self._report
-            if self._thread is None:
+            if not self._started:
                 self.start()
-            self._stop_event.set()
-            assert self._thread is not None
-            self._thread.join(timeout=self.config.measurement_interval + _JOIN_GRACE_SECONDS)
-            if self._thread.is_alive():
-                self._warn_once(
-                    "join", "the sampler thread did not stop in time; report uses the last sample"
-                )
-            else:
+            # After remove() returns, the sampler thread never reads this tracker's meters again.
+            finished = shared_sampler().remove(
+                self._job_key, timeout=self.config.measurement_interval + _JOIN_GRACE_SECONDS
+            )
+            self._ensure_setup()
+            if finished:
                 self._sample_guarded()
+            else:
+                self._warn_once(
+                    "join", "a meter read did not finish in time; the report uses the last sample"
+                )
             if self._status == "running":
                 self._status = status
             self._ended_at = datetime.now(timezone.utc)
@@ -203,7 +221,7 @@ class CarbonTracker:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._report is None
+        return self._started and self._report is None
 
     @property
     def report(self) -> Any:
@@ -260,21 +278,25 @@ class CarbonTracker:
         return row
 
     def sample_now(self) -> TrackerSnapshot:
-        """Take a reading now (blocks for one meter read; for log steps and tests, not hot paths)."""
-        self._ready.wait(timeout=_JOIN_GRACE_SECONDS)
+        """Take a reading now; blocks for one meter read (log steps and tests, not hot paths)."""
+        self._ensure_setup()
         self._sample_guarded()
         return self._snapshot
 
     # -- sampler thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            self._setup_parts()
-        finally:
-            self._ready.set()
-        interval = self.config.measurement_interval
-        while not self._stop_event.wait(interval):
-            self._sample_guarded()
+    def _ensure_setup(self) -> None:
+        """Set up meters and intensity once, on whichever thread needs them first."""
+        with self._setup_lock:
+            if self._setup_done:
+                return
+            try:
+                self._setup_parts()
+            except Exception as err:  # noqa: BLE001 - the tracker must never hurt training
+                self._warn_once("setup", f"tracking could not start fully: {err!r}")
+                logger.debug("setup failure", exc_info=True)
+            finally:
+                self._setup_done = True
 
     def _setup_parts(self) -> None:
         """Discover meters and the intensity provider, then take the baseline (sampler thread)."""
@@ -287,11 +309,21 @@ class CarbonTracker:
         self._log.meters = [m.name for m in self._meters]
         for meter in self._meters:
             self._log.notes.extend(meter.notes())
-        self._intensity = self._given_intensity or _intensity_for(self.config)
+        self._intensity = self._given_intensity or self._live_or_static_intensity()
+        self._log.intensity_provider = self._intensity
         if self.exporter is not None:
             self.exporter.start()
             self._listeners.insert(0, self.exporter.update)
         self._sample_guarded()
+
+    def _live_or_static_intensity(self) -> IntensityProvider:
+        try:
+            return _intensity_for(self.config)
+        except Eco2AIError as err:
+            # Missing credentials or an unknown live zone: say so once, keep the bundled figure.
+            self._warn_once("live-intensity", f"live grid intensity not used: {err}")
+            provider: IntensityProvider = self.config.intensity_provider_static()
+            return provider
 
     def _start_meters(self, meters: Sequence[Meter]) -> list[Meter]:
         started = []
@@ -568,6 +600,7 @@ def _intensity_for(config: CarbonConfig) -> IntensityProvider:
 # -- process exit -------------------------------------------------------------------------------
 
 _live_trackers: weakref.WeakSet[CarbonTracker] = weakref.WeakSet()
+_job_keys = itertools.count()
 _exit_hooks_installed = False
 _uncaught: list[BaseException] = []
 
