@@ -65,7 +65,7 @@ STRATEGIES = {
 }
 
 
-class AutoCarbonOptimizer(TrainerCallback):  # type: ignore[misc]
+class AutoCarbonOptimizer(TrainerCallback):
     """Recommends the configured strategies once the run's CO2 rate stays above target.
 
     Args:

@@ -150,12 +150,12 @@ class PrometheusExporter:
         if final_snapshot is not None:
             self.update(final_snapshot)
         linger = float(getattr(self._settings, "prometheus_linger_seconds", 0.0))
-        if self._server is not None and linger > 0:
-            # Give Prometheus one scrape of the final figures before the endpoint disappears.
-            if not self._collector.expect_final_scrape().wait(linger):
-                logger.info(
-                    "No scrape within %.1f s of the end; the last figures were not scraped", linger
-                )
+        # Give Prometheus one scrape of the final figures before the endpoint disappears.
+        scraped = self._server is None or linger <= 0
+        if not scraped and not self._collector.expect_final_scrape().wait(linger):
+            logger.info(
+                "No scrape within %.1f s of the end; the last figures were not scraped", linger
+            )
         if self._pusher is not None:
             self._pusher.stop()
             self._pusher = None

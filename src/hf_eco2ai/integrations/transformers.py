@@ -27,7 +27,7 @@ from hf_eco2ai.tracking.tracker import CarbonTracker
 logger = logging.getLogger(__name__)
 
 
-class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
+class Eco2AICallback(TrainerCallback):
     """Measures a Trainer run's energy and CO2 and writes ``<output_dir>/carbon_report.json``.
 
     Args:

@@ -401,7 +401,8 @@ class CarbonTracker:
         try:
             return self._intensity.intensity_at(when)
         except IntensityUnavailableError as err:
-            fallback = self.config.intensity_provider_static().intensity_at(when)
+            static: IntensityProvider = self.config.intensity_provider_static()
+            fallback = static.intensity_at(when)
             self._warn_once(
                 "intensity", f"grid intensity unavailable ({err}); using {fallback.source}"
             )
@@ -594,7 +595,7 @@ def _intensity_for(config: CarbonConfig) -> IntensityProvider:
         return static
     from hf_eco2ai.intensity.live import build_live_provider
 
-    return build_live_provider(config, fallback=static)  # type: ignore[no-any-return]
+    return build_live_provider(config, fallback=static)
 
 
 # -- process exit -------------------------------------------------------------------------------
