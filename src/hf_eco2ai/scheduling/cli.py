@@ -116,7 +116,7 @@ def run_command(
     start_after: StartAfter = None,
     base_url: BaseUrl = None,
     max_intensity: MaxIntensity = None,
-    no_track: Annotated[bool, typer.Option(help="Run without the energy tracker.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Run without the energy tracker.")] = False,
 ) -> None:
     """Run a command under the tracker, optionally waiting for the lowest-carbon start."""
     if low_carbon:
