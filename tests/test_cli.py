@@ -1,0 +1,107 @@
+"""The ``hf-eco2ai`` command line: demo, track, report and check-budget, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hf_eco2ai.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> object:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo")
+    result = invoke("demo", "--output-dir", str(out), "--steps", "3", "--country", "FRA")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    return out, result.output  # type: ignore[attr-defined]
+
+
+def test_demo_summary_agrees_with_its_json(demo_report: tuple[Path, str]) -> None:
+    out, printed = demo_report
+    report = json.loads((out / "carbon_report.json").read_text())
+
+    kwh = report["energy"]["total_kwh"]
+    kg = report["emissions"]["total_kg"]
+    assert f"energy    {kwh:.6f} kWh" in printed
+    assert f"CO2eq     {kg:.6f} kg" in printed
+    # CO2 is energy times the (single, bundled) intensity of France, 2023.
+    assert kg == pytest.approx(kwh * 56.039 / 1000, rel=1e-9)
+    assert report["training"]["steps"] == 3
+    assert "FRA" in printed and "2023" in printed
+
+
+def test_report_prints_a_saved_report(demo_report: tuple[Path, str]) -> None:
+    out, _ = demo_report
+    text = invoke("report", str(out))
+    as_json = invoke("report", str(out / "carbon_report.json"), "--json")
+
+    assert text.exit_code == 0 and "hf-eco2ai: project" in text.output  # type: ignore[attr-defined]
+    assert json.loads(as_json.output)["schema_version"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("budget", "code"), [("100", 0), ("0", 1)])
+def test_check_budget_exit_status(demo_report: tuple[Path, str], budget: str, code: int) -> None:
+    out, _ = demo_report
+    result = invoke("check-budget", "--report", str(out), "--max-co2", budget)
+
+    assert result.exit_code == code  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check-budget", "--report", "missing.json", "--max-co2", "1"),
+        ("report", "missing.json"),
+        ("demo", "--country", "Atlantis"),
+        ("track",),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    result = invoke(*args)
+
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+def test_report_refuses_json_of_another_shape(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+
+    result = invoke("report", str(other))
+
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "not an hf-eco2ai report" in result.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("exit_code", "status"), [(0, "completed"), (3, "error")])
+def test_track_runs_a_command_and_passes_its_exit_status(
+    tmp_path: Path, exit_code: int, status: str
+) -> None:
+    code = f"import sys; sum(range(200000)); sys.exit({exit_code})"
+    result = invoke(
+        "track",
+        "--output-dir",
+        str(tmp_path),
+        "--grid-carbon-intensity",
+        "300",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+    )
+
+    assert result.exit_code == exit_code  # type: ignore[attr-defined]
+    report = json.loads((tmp_path / "carbon_report.json").read_text())
+    assert report["status"] == status
+    assert re.search(r"energy\s+\d", result.output)  # type: ignore[attr-defined]
