@@ -109,6 +109,75 @@ print(json.dumps({{"seconds": time.perf_counter() - t0}}))
 """
 
 
+TASKS_CHILD = """
+import json, logging, statistics, time
+logging.disable(logging.WARNING)
+from hf_eco2ai import CarbonConfig, CarbonTracker
+cfg = CarbonConfig(country="DEU", save_report=False)
+def task():
+    end = time.perf_counter() + 0.01
+    while time.perf_counter() < end:
+        pass
+def plain(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        task()
+    return time.perf_counter() - t
+def tracked(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        with CarbonTracker(cfg):
+            task()
+    return time.perf_counter() - t
+tracked(3)
+pairs = [(plain({n}), tracked({n})) for _ in range(3)]
+print(json.dumps({{"plain": statistics.median(p for p, _ in pairs), "tracked": statistics.median(t for _, t in pairs)}}))
+"""
+
+IDLE_CHILD = """
+import json, logging, resource, statistics, time
+logging.disable(logging.WARNING)
+from hf_eco2ai import CarbonConfig, CarbonTracker
+def loop():
+    t, c = time.perf_counter(), time.thread_time()
+    total = 0
+    for i in range(6_000_000):
+        total += i
+    return time.perf_counter() - t, time.thread_time() - c
+def process_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+bare = [loop()[0] for _ in range(3)]
+tracker = CarbonTracker(CarbonConfig(country="DEU", save_report=False, measurement_interval=1.0)).start()
+time.sleep(1.5)
+p0 = process_cpu()
+runs = [loop() for _ in range(3)]
+tracker_cpu = process_cpu() - p0 - sum(c for _, c in runs)
+tracker.stop()
+print(json.dumps({{"bare": statistics.median(bare), "with": statistics.median(w for w, _ in runs),
+                  "tracker_cpu": max(tracker_cpu, 0.0), "wall": sum(w for w, _ in runs)}}))
+"""
+
+
+def tasks(n: int) -> list[str]:
+    r = json.loads(run_python(TASKS_CHILD.format(n=n)))
+    per_task_ms = (r["tracked"] - r["plain"]) / n * 1e3
+    return [
+        f"{f'{n} tasks of 10 ms, each tracked':<44} ratio to untracked {r['tracked'] / r['plain']:.3f} "
+        f"({per_task_ms:.2f} ms per start+stop)"
+    ]
+
+
+def idle(repeats: int) -> list[str]:
+    runs = [json.loads(run_python(IDLE_CHILD.format())) for _ in range(repeats)]
+    ratio = statistics.median(r["with"] / r["bare"] for r in runs)
+    cpu_share = statistics.median(r["tracker_cpu"] / r["wall"] for r in runs)
+    return [
+        f"{'CPU-bound loop beside an idle tracker':<44} ratio to no tracker {ratio:.3f}, "
+        f"tracker CPU {cpu_share * 100:.2f}% of the loop's wall time"
+    ]
+
+
 def sampler(seconds: float, repeats: int) -> list[str]:
     results: dict[str, list[dict[str, float]]] = {"none": [], "ours": [], "codecarbon": []}
     for _ in range(repeats):  # alternate so that machine noise hits all three alike
@@ -182,6 +251,8 @@ def main() -> None:
     lines = ["== tracker costs (medians; ratio = baseline / ours, above 1 means cheaper) =="]
     lines += import_time(5 if quick else 9)
     lines += hot_path()
+    lines += tasks(200 if quick else 1000)
+    lines += idle(1 if quick else 3)
     lines += sampler(seconds=5 if quick else 15, repeats=1 if quick else 3)
     lines += training(steps=20 if quick else 40, repeats=1 if quick else 3)
     print("\n".join(lines))
