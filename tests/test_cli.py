@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import hf_eco2ai
 from hf_eco2ai.cli import app
 
 runner = CliRunner()
@@ -105,3 +106,67 @@ def test_track_runs_a_command_and_passes_its_exit_status(
     report = json.loads((tmp_path / "carbon_report.json").read_text())
     assert report["status"] == status
     assert re.search(r"energy\s+\d", result.output)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"energy": {"total_kwh": -5.0}},
+        {"emissions": {"total_kg": float("nan")}},
+        {"emissions": "x"},
+        {"energy": None},
+    ],
+)
+def test_damaged_reports_are_refused_not_passed(
+    demo_report: tuple[Path, str], tmp_path: Path, damage: dict[str, object]
+) -> None:
+    data = json.loads((demo_report[0] / "carbon_report.json").read_text())
+    for section, value in damage.items():
+        if isinstance(value, dict) and isinstance(data[section], dict):
+            data[section].update(value)
+        else:
+            data[section] = value
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(data))
+
+    for args in (
+        ("report", str(damaged)),
+        ("check-budget", "--report", str(damaged), "--max-co2", "1"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+        assert "damaged" in result.output  # type: ignore[attr-defined]
+
+
+def test_track_reports_a_child_killed_by_a_signal_as_the_shell_does(tmp_path: Path) -> None:
+    result = invoke(
+        "track", "--output-dir", str(tmp_path), "--country", "FRA", "--", "sh", "-c", "kill -9 $$"
+    )
+
+    assert result.exit_code == 128 + 9  # type: ignore[attr-defined]
+    assert json.loads((tmp_path / "carbon_report.json").read_text())["status"] == "error"
+
+
+def test_track_refuses_an_unwritable_output_dir_before_running(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    marker = tmp_path / "ran"
+
+    result = invoke("track", "--output-dir", str(blocker / "sub"), "--", "touch", str(marker))
+
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert not marker.exists()
+
+
+def test_run_writes_its_report_and_handles_a_missing_command(tmp_path: Path) -> None:
+    ok = invoke("run", "--output-dir", str(tmp_path), "--region", "FRA", "--", "true")
+    assert ok.exit_code == 0  # type: ignore[attr-defined]
+    assert json.loads((tmp_path / "carbon_report.json").read_text())["status"] == "completed"
+
+    missing = invoke("run", "--output-dir", str(tmp_path), "--", "no-such-command-hf-eco2ai")
+    assert missing.exit_code == 127  # type: ignore[attr-defined]
+    assert json.loads((tmp_path / "carbon_report.json").read_text())["status"] == "error"
+
+
+def test_version_flag() -> None:
+    assert invoke("--version").output.strip() == hf_eco2ai.__version__  # type: ignore[attr-defined]

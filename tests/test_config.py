@@ -75,3 +75,12 @@ def test_token_never_appears_in_repr() -> None:
 
     assert "sekrit" not in repr(config)
     assert "sekrit" not in str(config.model_dump())
+
+
+@pytest.mark.parametrize(
+    "field", ["measurement_interval", "grid_carbon_intensity", "cpu_tdp_watts"]
+)
+def test_nan_and_infinity_are_refused_as_not_finite(field: str) -> None:
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="finite"):
+            CarbonConfig(**{field: value})

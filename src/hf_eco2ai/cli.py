@@ -25,6 +25,10 @@ app = typer.Typer(
 Country = Annotated[
     str | None, typer.Option(help="ISO 3166 code or name of the country the machine is in.")
 ]
+CpuTdp = Annotated[
+    float | None,
+    typer.Option(help="Your CPU's TDP in watts, to narrow the CPU estimate where RAPL is closed."),
+]
 Intensity = Annotated[
     float | None, typer.Option(help="Grid intensity in g CO2eq/kWh; overrides the zone.")
 ]
@@ -40,14 +44,38 @@ def _config(**fields: object) -> object:
     from hf_eco2ai.errors import ConfigError
 
     try:
-        return CarbonConfig(**{k: v for k, v in fields.items() if v is not None})
+        # HF_ECO2AI_<FIELD> environment variables apply; options given here win.
+        return CarbonConfig.from_env(**{k: v for k, v in fields.items() if v is not None})
     except ConfigError as err:
         raise _fail(str(err)) from None
+
+
+def _writable_folder(folder: Path) -> None:
+    """Fail before the work starts when the report could not be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".hf-eco2ai-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise _fail(f"cannot write the report to {str(folder)!r}: {err.strerror or err}") from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -70,18 +98,21 @@ def demo(
     country: Country = "DEU",
     grid_carbon_intensity: Intensity = None,
     measurement_interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 1.0,
+    cpu_tdp_watts: CpuTdp = None,
 ) -> None:
     """Train a small GPT-2-style model on CPU for about a minute, tracked, and print its report."""
-    _config(country=country, grid_carbon_intensity=grid_carbon_intensity)
-    from hf_eco2ai.demo import run_demo
-
-    report = run_demo(
-        output_dir,
-        max_steps=steps,
+    config = _config(
+        project_name="hf-eco2ai-demo",
+        output_dir=str(output_dir),
         country=country,
         grid_carbon_intensity=grid_carbon_intensity,
         measurement_interval=measurement_interval,
+        cpu_tdp_watts=cpu_tdp_watts,
     )
+    _writable_folder(output_dir)
+    from hf_eco2ai.demo import run_demo
+
+    report = run_demo(output_dir, max_steps=steps, config=config)
     typer.echo(report.summary())
     typer.echo(f"report: {output_dir / 'carbon_report.json'}")
 
@@ -94,6 +125,7 @@ def track(
     country: Country = None,
     grid_carbon_intensity: Intensity = None,
     measurement_interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 1.0,
+    cpu_tdp_watts: CpuTdp = None,
 ) -> None:
     """Run a command under the tracker: hf-eco2ai track [OPTIONS] -- CMD [ARGS]..."""
     cmd = list(ctx.args)
@@ -105,7 +137,9 @@ def track(
         country=country,
         grid_carbon_intensity=grid_carbon_intensity,
         measurement_interval=measurement_interval,
+        cpu_tdp_watts=cpu_tdp_watts,
     )
+    _writable_folder(output_dir)
     from hf_eco2ai.cli_track import track_command
 
     try:

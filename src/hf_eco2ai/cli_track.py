@@ -14,6 +14,11 @@ from hf_eco2ai.tracking.tracker import CarbonTracker
 logger = logging.getLogger(__name__)
 
 
+def shell_status(returncode: int) -> int:
+    """A child's exit status as a shell reports it: 128 + N for a child killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
     """Run ``cmd``, measuring it and its children; returns its exit status and the report.
 
@@ -47,4 +52,4 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
     report = tracker.stop("completed")
     if alerts is not None:
         alerts.close()
-    return code, report
+    return shell_status(code), report

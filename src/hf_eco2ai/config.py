@@ -41,7 +41,9 @@ class CarbonConfig(BaseModel):
     Units are in the field names; intensities are grams CO2eq per kWh.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False, strict=False
+    )
 
     # Identity.
     project_name: str = Field("hf-training", min_length=1, max_length=200)

@@ -89,13 +89,23 @@ def build_trainer(
     )
 
 
-def run_demo(output_dir: str | Path, *, max_steps: int = 120, **config: Any) -> Any:
-    """Train the demo model with :class:`Eco2AICallback` and return the run's report."""
+def run_demo(
+    output_dir: str | Path, *, max_steps: int = 120, config: Any = None, **fields: Any
+) -> Any:
+    """Train the demo model with :class:`Eco2AICallback` and return the run's report.
+
+    Args:
+        output_dir: Where the Trainer and the report write.
+        max_steps: Training steps.
+        config: A ready ``CarbonConfig``; else one is built from ``fields``.
+    """
     from hf_eco2ai.config import CarbonConfig
     from hf_eco2ai.integrations.transformers import Eco2AICallback
 
-    config.setdefault("project_name", "hf-eco2ai-demo")
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(output_dir), **config))
+    if config is None:
+        fields.setdefault("project_name", "hf-eco2ai-demo")
+        config = CarbonConfig(output_dir=str(output_dir), **fields)
+    callback = Eco2AICallback(config)
     trainer = build_trainer(output_dir, max_steps=max_steps, callbacks=[callback])
     trainer.train()
     return callback.report

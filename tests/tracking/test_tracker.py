@@ -279,3 +279,23 @@ def test_reading_totals_is_cheap(clock: ManualClock) -> None:
 
     assert snap.energy_kwh >= 0
     assert tracker.snapshot.samples == 80
+
+
+def test_system_exit_zero_in_block_is_a_normal_end(clock: ManualClock) -> None:
+    tracker = make_tracker(clock, ConstantPowerMeter(clock, 10.0))
+    with pytest.raises(SystemExit), tracker:
+        raise SystemExit(0)
+
+    assert tracker.report.status == "completed"
+
+
+def test_world_average_is_said_in_the_report(clock: ManualClock) -> None:
+    tracker = CarbonTracker(
+        CarbonConfig(measurement_interval=SLOW),
+        meters=[ConstantPowerMeter(clock, 10.0)],
+        clock=clock,
+    ).start()
+    report = tracker.stop()
+
+    assert any("world average" in w for w in report.data["warnings"])
+    assert report.data["emissions"]["intensity_periods"][0]["zone"] == "WORLD"

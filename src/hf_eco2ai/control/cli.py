@@ -98,6 +98,13 @@ def responder(
         dry_run=dry_run,
     )
     try:
+        # Every decision is audited: refuse to start when the audit log cannot be appended to.
+        audit_log.parent.mkdir(parents=True, exist_ok=True)
+        with audit_log.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise _fail(f"cannot append to the audit log {str(audit_log)!r}: {err}") from None
+    try:
         api = load_api_client(str(kubeconfig) if kubeconfig else None, context, in_cluster)
     except ImportError:
         raise _fail("the Kubernetes client is missing; pip install kubernetes") from None

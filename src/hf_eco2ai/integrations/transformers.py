@@ -127,7 +127,7 @@ class Eco2AICallback(TrainerCallback):
             "energy_kwh": row["energy_kwh"],
             "co2_kg": row["co2_kg"],
             "grid_intensity_g_per_kwh": row["grid_intensity_g_per_kwh"],
-            "samples_per_kwh": _samples_per_kwh(state.global_step * self._samples_per_step, row),
+            "samples_per_kwh": row["samples_per_kwh"],
         }
         logs.update(fields)
         # The Trainer stored a copy of ``logs`` in the history before calling us.
@@ -183,11 +183,6 @@ class Eco2AICallback(TrainerCallback):
             self._report = finish_job(self.tracker, self._reducer, own)
         if self._is_main:
             logger.info("hf-eco2ai: %s", self._report.summary().splitlines()[2].strip())
-
-
-def _samples_per_kwh(samples: int, row: dict[str, float]) -> float:
-    kwh = row["energy_kwh"]
-    return samples / kwh if kwh > 0 else 0.0
 
 
 def _training_facts(args: TrainingArguments) -> dict[str, Any]:

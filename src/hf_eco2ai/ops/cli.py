@@ -18,8 +18,12 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        typer.echo(f"hf-eco2ai: cannot write {str(output)!r}: {err.strerror or err}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {output}", err=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import socket
@@ -58,6 +59,7 @@ class CarbonReport:
             raise ValueError(
                 f"{str(target)!r} is not an hf-eco2ai report (schema {SCHEMA_VERSION})"
             )
+        _check_figures(data, str(target))
         return cls(data)
 
     @property
@@ -105,6 +107,30 @@ class CarbonReport:
     def summary(self) -> str:
         """A plain-text summary whose figures are those of the JSON document."""
         return _summary(self.data)
+
+
+#: The figures a saved report must hold, as finite, non-negative numbers.
+_REQUIRED_FIGURES = (
+    ("energy", "total_kwh"),
+    ("energy", "low_kwh"),
+    ("energy", "high_kwh"),
+    ("emissions", "total_kg"),
+    ("training", "samples_per_kwh"),
+)
+
+
+def _check_figures(data: dict[str, Any], name: str) -> None:
+    """Refuse a report whose headline figures are missing, negative, NaN or infinite."""
+    for section, key in _REQUIRED_FIGURES:
+        block = data.get(section)
+        value = block.get(key) if isinstance(block, dict) else None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:  # type: ignore[arg-type]
+            raise ValueError(
+                f"{name!r} is damaged: {section}.{key} is {value!r}, not a finite number >= 0"
+            )
+    if not isinstance(data.get("status"), str) or not isinstance(data.get("estimates"), list):
+        raise ValueError(f"{name!r} is damaged: status or estimates missing")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -116,7 +117,11 @@ def run_command(
     start_after: StartAfter = None,
     base_url: BaseUrl = None,
     max_intensity: MaxIntensity = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Run without the energy tracker.")] = False,
+    no_track: Annotated[
+        bool, typer.Option("--no-track", help="Run without the energy tracker.")
+    ] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where the report goes.")] = Path("."),
+    project_name: Annotated[str, typer.Option(help="Project label.")] = "hf-training",
 ) -> None:
     """Run a command under the tracker, optionally waiting for the lowest-carbon start."""
     if low_carbon:
@@ -125,7 +130,8 @@ def run_command(
         _wait_for_window(
             provider, region, duration, flexibility, start_after, base_url, max_intensity
         )
-    raise typer.Exit(execute(command, provider, region, base_url, track=not no_track))
+    where = {"output_dir": str(output_dir), "project_name": project_name}
+    raise typer.Exit(execute(command, provider, region, base_url, track=not no_track, **where))
 
 
 def find_window(
@@ -204,17 +210,30 @@ def wait_until(
 
 
 def execute(
-    command: list[str], provider: str, region: str | None, base_url: str | None, *, track: bool
+    command: list[str],
+    provider: str,
+    region: str | None,
+    base_url: str | None,
+    *,
+    track: bool,
+    **config: Any,
 ) -> int:
-    """Run ``command``; under the tracker unless ``track`` is False. Returns its exit status."""
+    """Run ``command``; under the tracker unless ``track`` is False. Returns its exit status.
+
+    ``config`` holds further ``CarbonConfig`` fields (``output_dir``, ``project_name``).
+    """
+    from hf_eco2ai.cli_track import shell_status, track_command
+
     if not command:
         raise _fail("give the command to run after --")
-    if not track:
-        return subprocess.run(command, check=False).returncode
-
-    from hf_eco2ai.cli_track import track_command
-
-    status, _report = track_command(command, _tracker_config(provider, region, base_url))
+    try:
+        if not track:
+            return shell_status(subprocess.run(command, check=False).returncode)
+        settings = _tracker_config(provider, region, base_url).model_copy(update=config)
+        status, report = track_command(command, settings)
+    except OSError as err:
+        raise _fail(f"could not run {command[0]!r}: {err}", 127) from None
+    typer.echo(report.summary(), err=True)
     return status
 
 

@@ -204,7 +204,9 @@ class CarbonTracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
+        if exc_type is None or (
+            issubclass(exc_type, SystemExit) and getattr(exc, "code", None) in (0, None)
+        ):
             self.stop("completed")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.stop("interrupted")
@@ -265,13 +267,15 @@ class CarbonTracker:
         ``snapshot`` replaces this process's latest one, e.g. with totals over every process.
         """
         snap = snapshot if snapshot is not None else self._snapshot
+        # Energy is as of the last sample; samples are as of now (the job's, when summed).
+        samples = snap.samples if snapshot is not None else self._samples
         row = {
             "step": step,
             "elapsed_seconds": round(snap.elapsed_seconds, 3),
             "energy_kwh": snap.energy_kwh,
             "co2_kg": snap.co2_kg,
             "grid_intensity_g_per_kwh": snap.intensity.g_per_kwh if snap.intensity else 0.0,
-            "samples_per_kwh": snap.samples_per_kwh,
+            "samples_per_kwh": samples / snap.energy_kwh if snap.energy_joules > 0 else 0.0,
             **values,
         }
         self._log.series.append(row)
@@ -311,6 +315,13 @@ class CarbonTracker:
             self._log.notes.extend(meter.notes())
         self._intensity = self._given_intensity or self._live_or_static_intensity()
         self._log.intensity_provider = self._intensity
+        static: IntensityProvider = self.config.intensity_provider_static()
+        first = static.intensity_at(datetime.now(timezone.utc))
+        if self._given_intensity is None and first.zone == "WORLD":
+            self._log.warnings.append(
+                "no country, region or cloud region configured: CO2 uses the world average "
+                f"({first.g_per_kwh:g} g/kWh); set country= for a figure of your grid"
+            )
         if self.exporter is not None:
             self.exporter.start()
             self._listeners.insert(0, self.exporter.update)
