@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hf_eco2ai import __version__
+
+if TYPE_CHECKING:
+    from hf_eco2ai.reports.report import CarbonReport
 
 app = typer.Typer(
     name="hf-eco2ai",
@@ -39,7 +42,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _config(**fields: object) -> object:
+def _config(**fields: Any) -> Any:
     from hf_eco2ai.config import CarbonConfig
     from hf_eco2ai.errors import ConfigError
 
@@ -143,14 +146,14 @@ def track(
     from hf_eco2ai.cli_track import track_command
 
     try:
-        code, report = track_command(cmd, config)  # type: ignore[arg-type]
+        code, report = track_command(cmd, config)
     except OSError as err:
         raise _fail(f"could not run {cmd[0]!r}: {err}", 127) from None
-    typer.echo(report.summary(), err=True)  # type: ignore[attr-defined]
+    typer.echo(report.summary(), err=True)
     raise typer.Exit(code)
 
 
-def _load(path: Path) -> object:
+def _load(path: Path) -> CarbonReport:
     from hf_eco2ai.reports.report import CarbonReport
 
     try:
@@ -166,7 +169,7 @@ def report(
 ) -> None:
     """Print a saved report."""
     loaded = _load(path)
-    typer.echo(loaded.to_json() if as_json else loaded.summary())  # type: ignore[attr-defined]
+    typer.echo(loaded.to_json() if as_json else loaded.summary())
 
 
 @app.command("check-budget")
@@ -182,14 +185,14 @@ def check_budget(
         raise _fail("give --max-co2 (kg) and/or --max-energy (kWh)")
     loaded = _load(report_path)
     over = []
-    if max_co2 is not None and loaded.co2_kg > max_co2:  # type: ignore[attr-defined]
-        over.append(f"CO2 {loaded.co2_kg:.6g} kg > budget {max_co2:g} kg")  # type: ignore[attr-defined]
-    if max_energy is not None and loaded.energy_kwh > max_energy:  # type: ignore[attr-defined]
-        over.append(f"energy {loaded.energy_kwh:.6g} kWh > budget {max_energy:g} kWh")  # type: ignore[attr-defined]
+    if max_co2 is not None and loaded.co2_kg > max_co2:
+        over.append(f"CO2 {loaded.co2_kg:.6g} kg > budget {max_co2:g} kg")
+    if max_energy is not None and loaded.energy_kwh > max_energy:
+        over.append(f"energy {loaded.energy_kwh:.6g} kWh > budget {max_energy:g} kWh")
     if over:
         typer.echo("over budget: " + "; ".join(over))
         raise typer.Exit(1)
-    summary = {"co2_kg": loaded.co2_kg, "energy_kwh": loaded.energy_kwh}  # type: ignore[attr-defined]
+    summary = {"co2_kg": loaded.co2_kg, "energy_kwh": loaded.energy_kwh}
     typer.echo("within budget: " + json.dumps(summary))
 
 

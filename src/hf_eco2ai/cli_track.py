@@ -9,6 +9,7 @@ from types import FrameType
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.control.alerts import attach_rate_alerts
+from hf_eco2ai.reports.report import CarbonReport
 from hf_eco2ai.tracking.tracker import CarbonTracker
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def shell_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
+def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, CarbonReport]:
     """Run ``cmd``, measuring it and its children; returns its exit status and the report.
 
     SIGINT and SIGTERM are passed on to the command, so that it can stop cleanly; the report is
@@ -49,7 +50,7 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, object]:
         tracker.mark_stopped("interrupted", {"reason": "signal", "signal": received[0]})
     elif code != 0:
         tracker.mark_stopped("error", {"reason": "command failed", "exit_status": code})
-    report = tracker.stop("completed")
+    report: CarbonReport = tracker.stop("completed")
     if alerts is not None:
         alerts.close()
     return shell_status(code), report

@@ -124,13 +124,20 @@ def _check_figures(data: dict[str, Any], name: str) -> None:
     for section, key in _REQUIRED_FIGURES:
         block = data.get(section)
         value = block.get(key) if isinstance(block, dict) else None
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or value < 0:  # type: ignore[arg-type]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+            raise _damaged(name, section, key, value)
+        if not math.isfinite(value):
             raise ValueError(
                 f"{name!r} is damaged: {section}.{key} is {value!r}, not a finite number >= 0"
             )
     if not isinstance(data.get("status"), str) or not isinstance(data.get("estimates"), list):
         raise ValueError(f"{name!r} is damaged: status or estimates missing")
+
+
+def _damaged(name: str, section: str, key: str, value: object) -> ValueError:
+    return ValueError(
+        f"{name!r} is damaged: {section}.{key} is {value!r}, not a finite number >= 0"
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
