@@ -6,6 +6,7 @@ Pure functions, no I/O: :func:`render_rules` returns the text of a rule file tha
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -104,8 +105,11 @@ class RuleSettings:
 
     def _check_thresholds(self) -> None:
         for name in ("critical_co2_kg", "warning_co2_kg", "rate_kg_per_hour"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(name, getattr(self, name), "must be a number > 0")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(name, value, "must be a finite number > 0")
+        if self.evaluation_interval.strip() in {"0", "0s", "0m"}:
+            raise ConfigError("evaluation_interval", self.evaluation_interval, "must be > 0")
         if not 0 < self.budget_warning_fraction < 1:
             raise ConfigError(
                 "budget_warning_fraction", self.budget_warning_fraction, "must be between 0 and 1"
