@@ -140,3 +140,15 @@ def test_fast_when_nothing_is_present(tmp_path: Path) -> None:
     assert kinds(meters) == ["CpuEstimateMeter", "RamEstimateMeter"]
     assert len(warnings) == 1
     assert min(durations) < 0.020
+
+
+def test_missing_powercap_is_probed_and_logged_once_per_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "no-powercap-here"
+    with caplog.at_level(logging.WARNING):
+        _, first = build_meters(track_gpu=False, powercap_root=root)
+        _, second = build_meters(track_gpu=False, powercap_root=root)
+
+    assert first == second and len(first) == 1
+    assert len([r for r in caplog.records if str(root) in r.getMessage()]) == 1

@@ -6,6 +6,7 @@ Side effects: starts meters (NVML init, sysfs and /proc reads) and logs each war
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -71,10 +72,12 @@ def build_meters(
     if track_gpu:
         gpu = NvmlMeter(gpu_ids, nvml=nvml, environ=environ, clock=clock)
         expected = gpu_ids is not None or nvml is not None or nvidia_driver_present() is True
-        _start(gpu, meters, warnings if expected else None)
+        key = None if nvml is not None else ("nvml", repr(gpu_ids), _visible(environ))
+        _start(gpu, meters, warnings if expected else None, key)
 
     rapl = RaplMeter(powercap_root, include_dram, clock=clock, read_file=powercap_read_file)
-    if track_cpu and not _start(rapl, meters, warnings):
+    rapl_key = ("rapl", str(powercap_root), repr(powercap_read_file))
+    if track_cpu and not _start(rapl, meters, warnings, rapl_key):
         _start(cpu_estimate, meters, warnings)
 
     # Never count memory twice: the estimate only where RAPL does not measure DRAM.
@@ -83,8 +86,23 @@ def build_meters(
     return meters, warnings
 
 
-def _start(meter: Meter, meters: list[Meter], warnings: list[str] | None) -> bool:
+#: Hardware found missing in this process, by probe: it is not probed (nor warned about) again,
+#: so trackers started around many short tasks stay cheap and the log says it once.
+_missing: dict[tuple[str, ...], str] = {}
+
+
+def _start(
+    meter: Meter,
+    meters: list[Meter],
+    warnings: list[str] | None,
+    key: tuple[str, ...] | None = None,
+) -> bool:
     """Start ``meter`` and keep it; on failure log once (WARNING if ``warnings`` is given)."""
+    known = _missing.get(key) if key is not None else None
+    if known is not None:
+        if warnings is not None:
+            warnings.append(known)
+        return False
     try:
         meter.start()
     except MeterError as err:
@@ -93,7 +111,13 @@ def _start(meter: Meter, meters: list[Meter], warnings: list[str] | None) -> boo
         else:
             logger.warning("%s", err)
             warnings.append(str(err))
+        if key is not None:
+            _missing[key] = str(err)
         return False
 
     meters.append(meter)
     return True
+
+
+def _visible(environ: Mapping[str, str] | None) -> str:
+    return str((environ if environ is not None else os.environ).get("CUDA_VISIBLE_DEVICES"))
