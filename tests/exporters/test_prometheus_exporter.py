@@ -113,7 +113,8 @@ def test_a_down_gateway_costs_training_nothing_and_warns_once(
         time.sleep(0.3)  # several failed pushes
         exporter.close(RunShape().snapshot(1000.0))
 
-    assert updating < 0.05
+    # Not a speed test: 1000 updates would take seconds if any waited on the dead gateway.
+    assert updating < 0.5
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and dead in warnings[0].getMessage()
 

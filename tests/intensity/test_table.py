@@ -352,7 +352,7 @@ def test_every_zone_has_a_source_year_and_unique_id() -> None:
         assert reading.year is None or 2009 <= reading.year <= 2023
 
 
-def test_lookups_are_fast_and_alpha3_needs_no_pycountry() -> None:
+def test_alpha3_and_own_names_need_no_pycountry() -> None:
     script = """
 import json, sys, time
 from hf_eco2ai.intensity.table import resolve_zone
@@ -369,9 +369,7 @@ print(json.dumps({"first_s": first - start, "each_s": (done - first) / 400,
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout)
 
-    # Budgets are ~30 ms and well under 5 ms; the margins absorb a loaded CI machine.
-    assert figures["first_s"] < 0.1
-    assert figures["each_s"] < 0.001
+    # Speed itself is a benchmark's business; here only that no slow import happened.
     assert figures["pycountry"] is False
 
 
