@@ -19,7 +19,7 @@ from hf_eco2ai.errors import ConfigError, Eco2AIError, IntensityUnavailableError
 
 if TYPE_CHECKING:
     from hf_eco2ai.intensity.base import IntensityProvider
-    from hf_eco2ai.scheduling.scheduler import ScheduleResult
+    from hf_eco2ai.scheduling.scheduler import LowCarbonScheduler, ScheduleResult
 
 PROVIDERS = ("table", "uk", "electricitymaps", "watttime")
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
@@ -144,13 +144,8 @@ def find_window(
     max_intensity: float | None,
 ) -> ScheduleResult:
     """The best window for the CLI's options (see :class:`LowCarbonScheduler`)."""
-    from hf_eco2ai.scheduling.scheduler import LowCarbonScheduler
-
     hours = parse_duration(duration).total_seconds() / 3600
-    flex = parse_duration(flexibility, "flexibility").total_seconds() / 3600
-    scheduler = LowCarbonScheduler(
-        region, max_intensity, flex, provider=_provider(provider, region, base_url)
-    )
+    scheduler = _scheduler(provider, region, flexibility, base_url, max_intensity)
     return scheduler.find_low_carbon_window(hours, _start(start_after))
 
 
@@ -164,15 +159,25 @@ def _plan_slots(
     max_intensity: float | None,
     min_slot: str,
 ) -> Any:
+    hours = parse_duration(duration).total_seconds() / 3600
+    slot = parse_duration(min_slot, "min_slot").total_seconds() / 3600
+    scheduler = _scheduler(provider, region, flexibility, base_url, max_intensity)
+    return scheduler.find_low_carbon_slots(hours, _start(start_after), min_slot_hours=slot)
+
+
+def _scheduler(
+    provider: str,
+    region: str,
+    flexibility: str,
+    base_url: str | None,
+    max_intensity: float | None,
+) -> LowCarbonScheduler:
     from hf_eco2ai.scheduling.scheduler import LowCarbonScheduler
 
-    hours = parse_duration(duration).total_seconds() / 3600
     flex = parse_duration(flexibility, "flexibility").total_seconds() / 3600
-    slot = parse_duration(min_slot, "min_slot").total_seconds() / 3600
-    scheduler = LowCarbonScheduler(
+    return LowCarbonScheduler(
         region, max_intensity, flex, provider=_provider(provider, region, base_url)
     )
-    return scheduler.find_low_carbon_slots(hours, _start(start_after), min_slot_hours=slot)
 
 
 def describe(result: ScheduleResult) -> str:
