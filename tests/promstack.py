@@ -20,6 +20,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -260,19 +261,35 @@ def start_pushgateway(tmp_path: Path) -> Service:
     return _started(Service("pushgateway", argv, port, workdir))
 
 
-def start_alertmanager(tmp_path: Path, webhook_url: str | None = None) -> Alertmanager:
-    """Start a single-node Alertmanager routing every alert to ``webhook_url`` (if given)."""
+def start_alertmanager(
+    tmp_path: Path,
+    webhook_url: str | None = None,
+    *,
+    bearer_token: str | None = None,
+    group_by: list[str] | None = None,
+) -> Alertmanager:
+    """Start a single-node Alertmanager routing every alert to ``webhook_url`` (if given).
+
+    ``bearer_token`` adds the ``authorization`` block a token-checking receiver requires.
+    """
     binary = require_binary(ALERTMANAGER)
     workdir = _workdir(tmp_path, "alertmanager")
     receiver: dict[str, Any] = {"name": "default"}
     if webhook_url is not None:
-        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    route = {
+        webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+        if bearer_token is not None:
+            webhook["http_config"] = {
+                "authorization": {"type": "Bearer", "credentials": bearer_token}
+            }
+        receiver["webhook_configs"] = [webhook]
+    route: dict[str, Any] = {
         "receiver": "default",
         "group_wait": "0s",
         "group_interval": "1s",
         "repeat_interval": "1h",
     }
+    if group_by is not None:
+        route["group_by"] = group_by
     config = {"route": route, "receivers": [receiver]}
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -300,3 +317,19 @@ def _started(service: S) -> S:
         service.stop()
         raise
     return service
+
+
+def post_alert(am: Alertmanager, name: str, ends_in_seconds: float = 300.0, **labels: str) -> None:
+    """Send one alert to Alertmanager as Prometheus does (``POST /api/v2/alerts``).
+
+    A non-positive ``ends_in_seconds`` resolves an alert sent earlier with the same labels.
+    """
+    now = datetime.now(timezone.utc)
+    alert: dict[str, Any] = {
+        "labels": {"alertname": name, **labels},
+        "annotations": {"summary": f"{name} (test)"},
+        "endsAt": (now + timedelta(seconds=ends_in_seconds)).isoformat(),
+    }
+    if ends_in_seconds > 0:
+        alert["startsAt"] = now.isoformat()
+    am.client.post("/api/v2/alerts", json=[alert]).raise_for_status()

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from hf_eco2ai.control.alertmanager import AlertmanagerWatcher
-from tests.control.amstack import post_alert
 from tests.control.capture import CaptureServer
-from tests.promstack import Alertmanager, free_port, poll, start_alertmanager
+from tests.promstack import Alertmanager, free_port, poll, post_alert, start_alertmanager
 
 
 def silence(am: Alertmanager, label: str, value: str) -> None:

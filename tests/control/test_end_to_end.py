@@ -23,9 +23,8 @@ import httpx
 import pytest
 
 from hf_eco2ai.ops.rules import RuleSettings, render_rules
-from tests.control.amstack import post_alert, start_alertmanager_with_token
 from tests.control.fake_k8s import FakeKubernetes, require_kubernetes, training_job
-from tests.promstack import free_port, poll, start_alertmanager, start_prometheus
+from tests.promstack import free_port, poll, post_alert, start_alertmanager, start_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +155,12 @@ def test_alertmanager_webhook_reaches_the_responder(
 
     target = {"namespace": "ml", "deployment": "training-job", "project_name": "llm"}
     t0 = int(time.time())
-    with start_alertmanager_with_token(tmp_path, f"{url}/webhook", TOKEN) as am:
+    with start_alertmanager(
+        tmp_path,
+        f"{url}/webhook",
+        bearer_token=TOKEN,
+        group_by=["alertname", "namespace", "deployment"],
+    ) as am:
         post_alert(am, "CarbonEmissionsWarning", severity="warning", **target)
         post_alert(am, "CriticalCarbonEmissions", severity="critical", **target)
         poll(decisions, has("suspend"), 15.0, "the responder acts")
