@@ -145,8 +145,9 @@ def test_cpu_meter_counts_a_finished_child(tmp_path: Path) -> None:
     (cpu,) = with_children.read()
     (own,) = alone.read()
 
-    assert with_children.busy_cpu_seconds >= 0.4
-    assert with_children.busy_cpu_seconds > alone.busy_cpu_seconds + 0.35
+    # /proc reports a child's CPU in 10 ms ticks, sampled: allow a few ticks short of 0.4 s.
+    assert with_children.busy_cpu_seconds >= 0.35
+    assert with_children.busy_cpu_seconds > alone.busy_cpu_seconds + 0.3
     assert (cpu.source, cpu.component, cpu.device) == ("estimated", "cpu", "cpu")
     assert 0 <= cpu.joules_low <= cpu.joules <= cpu.joules_high
     model = with_children.power_model
