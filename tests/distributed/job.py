@@ -68,13 +68,25 @@ def run_transformers(spec: dict[str, Any]) -> None:
 
         def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
             clock.advance(spec["seconds_per_step"])
+            if budget is not None:
+                assert eco.tracker is not None
+                eco.tracker.sample_now()  # the budget check after this sees every step's joules
 
+    callbacks: list[Any] = [eco, FakeTime()]
+    budget = None
+    if "budget_kwh" in spec:
+        from hf_eco2ai import CarbonBudgetCallback
+
+        budget = CarbonBudgetCallback(
+            max_energy_kwh=spec["budget_kwh"], action="stop", check_frequency=1
+        )
+        callbacks.append(budget)  # after FakeTime: each check sees the step's fake time
     trainer = build_trainer(
         spec["output_dir"],
         max_steps=spec["steps"],
         batch_size=2,
         logging_steps=1,
-        callbacks=[eco, FakeTime()],
+        callbacks=callbacks,
         model=build_model(layers=1, width=32, heads=2),
         ddp_backend="gloo",
     )

@@ -167,3 +167,21 @@ def test_lightning_two_processes_report_the_node_energy_once(tmp_path: Path) -> 
     assert [v["report"]["energy"]["total_joules"] for v in views][1] == pytest.approx(GPU_J)
     # Every rank summed at each step together (a collective only some ranks call would hang).
     assert len(views[0]["series"]) == len(views[1]["series"]) == STEPS
+
+
+def test_budget_over_two_processes_stops_every_rank_on_the_job_total(tmp_path: Path) -> None:
+    # Per step: rank 0 uses 300 W GPU + 46 W CPU, rank 1 300 W, each for 25 s: 16150 J together.
+    # The job total crosses 31 kJ at step 2; either rank alone would run on to step 4 or 5.
+    budget_j = 31_000.0
+    spec = node_spec(tmp_path, 0, steps=6, budget_kwh=budget_j / JOULES_PER_KWH)
+
+    launch([spec], nproc=2)
+    report, views = load(tmp_path)
+
+    reason = report["stop_reason"]
+    assert report["status"] == "stopped_by_budget"
+    assert reason["quantity"] == "energy_kwh" and reason["step"] == 2
+    assert reason["used"] * JOULES_PER_KWH == pytest.approx(2 * (2 * 7500.0 + 46.0 * 25.0))
+    assert report["training"]["steps"] == 2
+    # Both ranks stopped at the same step (a rank left training would hang the job).
+    assert [v["report"]["training"]["steps"] for v in views] == [2, 2]

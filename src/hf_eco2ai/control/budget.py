@@ -222,7 +222,6 @@ class CarbonBudgetCallback(TrainerCallback):
         """
         if not self._reducer.active:
             return snap, alert_name
-        # Shortcoming: this multi-process path is not exercised by this folder's tests.
         # The Trainer's sample count is already job-wide: sum energy and CO2 only.
         summed = replace(self._reducer.totals(snap, 0.0), samples=snap.samples)
         return summed, self._reducer.broadcast(alert_name)
