@@ -153,6 +153,19 @@ def cpu_power_model(
     return CpuPowerModel(cpu_model, low, central, high, basis)
 
 
+@functools.lru_cache(maxsize=16)
+def _host_power_model(
+    cpu_model: str | None, tdp_watts: float | None, cpuinfo_path: Path
+) -> CpuPowerModel:
+    """The power model a meter starts with; the CPU is a host fact, so read once per process.
+
+    Trackers started around many short tasks would otherwise re-read ``/proc/cpuinfo`` twice
+    each (about 80 us here).
+    """
+    cpu_model = cpu_model or detect_cpu_model(cpuinfo_path)
+    return cpu_power_model(cpu_model, tdp_watts, cpuinfo_path=cpuinfo_path)
+
+
 def _from_tdp(
     cpu_model: str | None, tdp_watts: float, cores: int, threads: int, basis: str
 ) -> CpuPowerModel:
@@ -350,8 +363,7 @@ class CpuEstimateMeter:
 
     def start(self) -> None:
         """Pick the power model and take the CPU-time baseline."""
-        cpu_model = self._cpu_model or detect_cpu_model(self._cpuinfo_path)
-        self._model = cpu_power_model(cpu_model, self._tdp_watts, cpuinfo_path=self._cpuinfo_path)
+        self._model = _host_power_model(self._cpu_model, self._tdp_watts, self._cpuinfo_path)
         self._tree = _ProcessTree(
             _process_or_self(self._process), self._include_children, self._clock
         )
