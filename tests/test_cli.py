@@ -34,8 +34,12 @@ def test_demo_summary_agrees_with_its_json(demo_report: tuple[Path, str]) -> Non
 
     kwh = report["energy"]["total_kwh"]
     kg = report["emissions"]["total_kg"]
-    assert f"energy    {kwh:.6f} kWh" in printed
-    assert f"CO2eq     {kg:.6f} kg" in printed
+    printed_kwh = re.search(r"energy +([0-9.e+-]+) kWh", printed)
+    printed_kg = re.search(r"CO2eq +([0-9.e+-]+) kg", printed)
+    assert printed_kwh and printed_kg, printed
+    # Four significant digits at least, however small the run (a 3-step run is ~1e-6 kWh).
+    assert float(printed_kwh[1]) == pytest.approx(kwh, rel=1e-3) and kwh > 0
+    assert float(printed_kg[1]) == pytest.approx(kg, rel=1e-3) and kg > 0
     # CO2 is energy times the (single, bundled) intensity of France, 2023.
     assert kg == pytest.approx(kwh * 56.039 / 1000, rel=1e-9)
     assert report["training"]["steps"] == 3
@@ -115,6 +119,10 @@ def test_track_runs_a_command_and_passes_its_exit_status(
         {"emissions": {"total_kg": float("nan")}},
         {"emissions": "x"},
         {"energy": None},
+        {"energy": {"components": "x"}},
+        {"emissions": {"intensity_periods": "x"}},
+        {"estimates": [1, 2]},
+        {"equivalents": [{"what": 1}]},
     ],
 )
 def test_damaged_reports_are_refused_not_passed(
@@ -170,3 +178,38 @@ def test_run_writes_its_report_and_handles_a_missing_command(tmp_path: Path) -> 
 
 def test_version_flag() -> None:
     assert invoke("--version").output.strip() == hf_eco2ai.__version__  # type: ignore[attr-defined]
+
+
+def test_track_takes_settings_from_the_environment_unless_an_option_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ECO2AI_PROJECT_NAME", "from-env")
+    monkeypatch.setenv("HF_ECO2AI_OUTPUT_DIR", str(tmp_path / "env-out"))
+    monkeypatch.setenv("HF_ECO2AI_COUNTRY", "FRA")
+
+    from_env = invoke("track", "--", "true")
+    given = invoke("track", "--project-name", "given", "--output-dir", str(tmp_path), "--", "true")
+
+    assert from_env.exit_code == given.exit_code == 0  # type: ignore[attr-defined]
+    env_report = json.loads((tmp_path / "env-out" / "carbon_report.json").read_text())
+    given_report = json.loads((tmp_path / "carbon_report.json").read_text())
+    assert (env_report["project_name"], given_report["project_name"]) == ("from-env", "given")
+    assert env_report["emissions"]["intensity_periods"][0]["zone"] == "FRA"
+
+
+def test_a_bad_environment_value_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ECO2AI_MEASUREMENT_INTERVAL", "abc")
+
+    result = invoke("track", "--", "true")
+
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "measurement_interval" in result.output  # type: ignore[attr-defined]
+
+
+def test_track_a_file_that_cannot_be_executed_is_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo hi\n")
+
+    result = invoke("track", "--output-dir", str(tmp_path), "--", str(script))
+
+    assert result.exit_code == 126  # type: ignore[attr-defined]

@@ -35,6 +35,9 @@ CpuTdp = Annotated[
 Intensity = Annotated[
     float | None, typer.Option(help="Grid intensity in g CO2eq/kWh; overrides the zone.")
 ]
+MeasurementInterval = Annotated[
+    float | None, typer.Option(help="Seconds between samples. [default: 1.0]")
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -42,13 +45,15 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _config(**fields: Any) -> Any:
+def _config(defaults: dict[str, Any], **fields: Any) -> Any:
+    """The run's config: options given win over HF_ECO2AI_<FIELD> variables, which win over
+    this command's ``defaults``."""
     from hf_eco2ai.config import CarbonConfig
     from hf_eco2ai.errors import ConfigError
 
     try:
-        # HF_ECO2AI_<FIELD> environment variables apply; options given here win.
-        return CarbonConfig.from_env(**{k: v for k, v in fields.items() if v is not None})
+        given = {k: v for k, v in fields.items() if v is not None}
+        return CarbonConfig.from_env(defaults=defaults, **given)
     except ConfigError as err:
         raise _fail(str(err)) from None
 
@@ -94,24 +99,32 @@ def version() -> None:
 
 @app.command()
 def demo(
-    output_dir: Annotated[Path, typer.Option(help="Where the report and series go.")] = Path(
-        "demo-output"
-    ),
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where the report and series go. [default: demo-output]")
+    ] = None,
     steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 120,
-    country: Country = "DEU",
+    country: Annotated[
+        str | None, typer.Option(help="ISO 3166 code or name of the grid's country. [default: DEU]")
+    ] = None,
     grid_carbon_intensity: Intensity = None,
-    measurement_interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 1.0,
+    measurement_interval: MeasurementInterval = None,
     cpu_tdp_watts: CpuTdp = None,
 ) -> None:
     """Train a small GPT-2-style model on CPU for about a minute, tracked, and print its report."""
     config = _config(
-        project_name="hf-eco2ai-demo",
-        output_dir=str(output_dir),
+        {
+            "project_name": "hf-eco2ai-demo",
+            "output_dir": "demo-output",
+            "measurement_interval": 1.0,
+            "country": "DEU",
+        },
+        output_dir=None if output_dir is None else str(output_dir),
         country=country,
         grid_carbon_intensity=grid_carbon_intensity,
         measurement_interval=measurement_interval,
         cpu_tdp_watts=cpu_tdp_watts,
     )
+    output_dir = Path(config.output_dir)
     _writable_folder(output_dir)
     from hf_eco2ai.demo import run_demo
 
@@ -123,11 +136,15 @@ def demo(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def track(
     ctx: typer.Context,
-    project_name: Annotated[str, typer.Option(help="Project label.")] = "hf-training",
-    output_dir: Annotated[Path, typer.Option(help="Where the report goes.")] = Path("."),
+    project_name: Annotated[
+        str | None, typer.Option(help="Project label. [default: hf-training]")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where the report goes. [default: .]")
+    ] = None,
     country: Country = None,
     grid_carbon_intensity: Intensity = None,
-    measurement_interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 1.0,
+    measurement_interval: MeasurementInterval = None,
     cpu_tdp_watts: CpuTdp = None,
 ) -> None:
     """Run a command under the tracker: hf-eco2ai track [OPTIONS] -- CMD [ARGS]..."""
@@ -135,20 +152,24 @@ def track(
     if not cmd:
         raise _fail("no command given; use: hf-eco2ai track -- python train.py")
     config = _config(
+        {"output_dir": ".", "measurement_interval": 1.0},
         project_name=project_name,
-        output_dir=str(output_dir),
+        output_dir=None if output_dir is None else str(output_dir),
         country=country,
         grid_carbon_intensity=grid_carbon_intensity,
         measurement_interval=measurement_interval,
         cpu_tdp_watts=cpu_tdp_watts,
     )
+    output_dir = Path(config.output_dir)
     _writable_folder(output_dir)
     from hf_eco2ai.cli_track import track_command
 
     try:
         code, report = track_command(cmd, config)
     except OSError as err:
-        raise _fail(f"could not run {cmd[0]!r}: {err}", 127) from None
+        # As shells do: 127 when the command is not found, 126 when it cannot be executed.
+        code = 127 if isinstance(err, FileNotFoundError) else 126
+        raise _fail(f"could not run {cmd[0]!r}: {err}", code) from None
     typer.echo(report.summary(), err=True)
     raise typer.Exit(code)
 

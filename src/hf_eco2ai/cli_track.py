@@ -8,7 +8,6 @@ import subprocess
 from types import FrameType
 
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.control.alerts import attach_rate_alerts
 from hf_eco2ai.reports.report import CarbonReport
 from hf_eco2ai.tracking.tracker import CarbonTracker
 
@@ -26,8 +25,7 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, CarbonRepo
     SIGINT and SIGTERM are passed on to the command, so that it can stop cleanly; the report is
     then marked ``interrupted``.
     """
-    tracker = CarbonTracker(config).start()
-    alerts = attach_rate_alerts(tracker)
+    tracker = CarbonTracker(config).start()  # also evaluates config.alert_thresholds
     try:
         process = subprocess.Popen(cmd)
     except OSError as err:
@@ -51,6 +49,4 @@ def track_command(cmd: list[str], config: CarbonConfig) -> tuple[int, CarbonRepo
     elif code != 0:
         tracker.mark_stopped("error", {"reason": "command failed", "exit_status": code})
     report: CarbonReport = tracker.stop("completed")
-    if alerts is not None:
-        alerts.close()
     return shell_status(code), report

@@ -144,3 +144,17 @@ def test_attached_to_a_live_tracker_fires_once_however_often_attached() -> None:
     assert [e.state for e in first] == [e.state for e in second] == ["firing"]
     assert first[0].value > 2e-5 and first[0].window_seconds is None
     assert attach_rate_alerts(CarbonTracker(config())) is None
+
+
+def test_a_plain_tracker_evaluates_its_config_thresholds_and_posts_the_webhook() -> None:
+    # No callback and no attach call: the thresholds in the config are enough.
+    with CaptureServer() as hook_server:
+        cfg = config(alert_thresholds={"co2_kg": 2e-5}, alert_webhook_url=hook_server.url)
+        with CarbonTracker(cfg, meters=[meter()]) as tracker:
+            deadline = time.monotonic() + 5.0
+            while tracker.snapshot.co2_kg <= 4e-5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        # stop() delivered the queued notification before returning.
+        bodies = [json.loads(r.body) for r in hook_server.requests]
+
+    assert [(b["alert"], b["state"]) for b in bodies] == [("co2_kg", "firing")]

@@ -59,13 +59,15 @@ def test_a_busy_port_falls_back_to_an_ephemeral_one_with_one_warning(
     exporter = PrometheusExporter(settings(prometheus_port=busy_port))
     with caplog.at_level(logging.INFO, logger=LOGGER):
         exporter.start()
+    url = exporter.url
     try:
-        assert exporter.url is not None and f":{busy_port}/" not in exporter.url
-        assert httpx.get(exporter.url).status_code == 200
+        assert url is not None and f":{busy_port}/" not in url
+        assert httpx.get(url).status_code == 200
     finally:
         exporter.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(busy_port) in warnings[0].getMessage()
+    assert url in warnings[0].getMessage()  # says where /metrics went
     assert any(
         exporter_url_logged(r.getMessage()) for r in caplog.records if r.levelno == logging.INFO
     )

@@ -299,3 +299,14 @@ def test_world_average_is_said_in_the_report(clock: ManualClock) -> None:
 
     assert any("world average" in w for w in report.data["warnings"])
     assert report.data["emissions"]["intensity_periods"][0]["zone"] == "WORLD"
+
+
+def test_a_tracker_that_measures_nothing_says_so(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="hf_eco2ai"):
+        report = make_tracker(clock).start().stop()
+
+    assert report.data["energy"]["total_joules"] == 0.0
+    assert any("nothing is measured" in w for w in report.data["warnings"])
+    assert caplog.text.count("nothing is measured") == 1

@@ -18,7 +18,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.control.alertmanager import DEFAULT_ALERT_NAMES, AlertmanagerWatcher
-from hf_eco2ai.control.alerts import AlertHook, RateAlerts, attach_rate_alerts
+from hf_eco2ai.control.alerts import AlertHook, attach_rate_alerts
 from hf_eco2ai.control.guard import Action, BudgetGuard, CarbonBudget, usages
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.errors import ConfigError
@@ -91,7 +91,6 @@ class CarbonBudgetCallback(TrainerCallback):
         self.tracker: CarbonTracker | None = None
         self._owns_tracker = False
         self._watcher: AlertmanagerWatcher | None = None
-        self._alerts: RateAlerts | None = None
         self._start = (0.0, 0)
         self._reducer = RankReducer()
         self._stopped = False
@@ -148,8 +147,6 @@ class CarbonBudgetCallback(TrainerCallback):
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self._alerts is not None:
-            self._alerts.close()
         if self.tracker is not None and self._owns_tracker:
             self.tracker.set_progress(
                 state.global_step, state.global_step * _samples_per_step(args)
@@ -168,7 +165,7 @@ class CarbonBudgetCallback(TrainerCallback):
         exporter = getattr(tracker, "exporter", None)
         if exporter is not None:
             exporter.set_budget(self.budget.max_co2_kg, self.budget.max_energy_kwh)
-        self._alerts = attach_rate_alerts(tracker, self._hooks)
+        attach_rate_alerts(tracker, self._hooks)  # the tracker's own alerts, with our hooks
         self._start_watcher(tracker, state)
         self._start = (time.monotonic(), state.global_step)
         logger.info(

@@ -170,30 +170,35 @@ class PrometheusExporter:
     def _serve(self) -> None:
         host = self._settings.prometheus_host
         port = self._settings.prometheus_port or 0
-        server = self._bind(host, port)
-        if server is None and port != 0:
-            server = self._bind(host, 0)
+        server, busy = self._bind(host, port)
+        if server is None and busy:
+            server, _ = self._bind(host, 0)
         if server is None:
             return
         self._server = server
         self.url = _metrics_url(host, server[0].server_port)
+        if busy:
+            # One warning that says where /metrics went: no scrape config points there yet.
+            logger.warning(
+                "Port %s is in use (customarily by %s); serving /metrics at %s instead. "
+                "Set prometheus_port to a free port so Prometheus finds it.",
+                port,
+                _WELL_KNOWN_PORTS.get(port, "another process"),
+                self.url,
+            )
         logger.info("Serving Prometheus metrics at %s (bound to %s)", self.url, host)
 
-    def _bind(self, host: str, port: int) -> tuple[WSGIServer, threading.Thread] | None:
+    def _bind(
+        self, host: str, port: int
+    ) -> tuple[tuple[WSGIServer, threading.Thread] | None, bool]:
+        """The server, or None with whether the port was merely busy (else: warned here)."""
         try:
-            return start_http_server(port, addr=host, registry=self.registry)
+            return start_http_server(port, addr=host, registry=self.registry), False
         except OSError as err:
             if err.errno == errno.EADDRINUSE and port != 0:
-                owner = _WELL_KNOWN_PORTS.get(port, "another process")
-                logger.warning(
-                    "Port %s is in use (customarily by %s); serving /metrics on an ephemeral "
-                    "port instead. Set prometheus_port to a free port so Prometheus finds it.",
-                    port,
-                    owner,
-                )
-            else:
-                logger.warning("Cannot serve /metrics on %s:%s (%s); not serving.", host, port, err)
-            return None
+                return None, True
+            logger.warning("Cannot serve /metrics on %s:%s (%s); not serving.", host, port, err)
+            return None, False
 
 
 def _metrics_url(host: str, port: int) -> str:

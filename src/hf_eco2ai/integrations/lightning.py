@@ -13,8 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.control.alerts import RateAlerts, attach_rate_alerts
+from hf_eco2ai.config import CarbonConfig, config_or_default
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.intensity.base import IntensityProvider
 from hf_eco2ai.tracking.distributed import Placement, RankReducer, finish_job
@@ -54,12 +53,11 @@ class Eco2AILightningCallback(Callback):
     ) -> None:
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise _config_error(log_every_n_steps)
-        self.config = config if config is not None else CarbonConfig()
+        self.config = config_or_default(config, "Eco2AILightningCallback")
         self._meters = meters
         self._intensity = intensity
         self._every = log_every_n_steps
         self.tracker: CarbonTracker | None = None
-        self._alerts: RateAlerts | None = None
         self._reducer = RankReducer()
         self._distributed = False
         self._own_samples = 0
@@ -97,7 +95,6 @@ class Eco2AILightningCallback(Callback):
         if placement.distributed:
             self.tracker.set_extra("process", placement.as_dict())
         self.tracker.start()
-        self._alerts = attach_rate_alerts(self.tracker)
         if placement.is_main:
             logger.info("hf-eco2ai: tracking run %s of %r", config.run_id, config.project_name)
 
@@ -144,7 +141,6 @@ class Eco2AILightningCallback(Callback):
         self.tracker.set_progress(int(trainer.global_step), self._own_samples * world)
         # The final sample is taken before summing, so no process's last interval is lost.
         self._report = self.tracker.stop("completed", write=not self._distributed)
-        self._close_alerts()
         if self._distributed:
             self._report = finish_job(self.tracker, self._reducer, self._own_samples)
         if self.tracker.placement.is_main:
@@ -160,12 +156,6 @@ class Eco2AILightningCallback(Callback):
         reason = {"reason": "exception", "exception": f"{type(exception).__name__}: {exception}"}
         self.tracker.mark_stopped(status, reason)
         self._report = self.tracker.stop(status)
-        self._close_alerts()
-
-    def _close_alerts(self) -> None:
-        if self._alerts is not None:
-            self._alerts.close()
-            self._alerts = None
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -16,8 +16,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import CallbackHandler
 
-from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.control.alerts import RateAlerts, attach_rate_alerts
+from hf_eco2ai.config import CarbonConfig, config_or_default
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.intensity.base import IntensityProvider
 from hf_eco2ai.tracking.distributed import RankReducer, detect_placement, finish_job
@@ -43,11 +42,10 @@ class Eco2AICallback(TrainerCallback):
         meters: list[Meter] | None = None,
         intensity: IntensityProvider | None = None,
     ) -> None:
-        self.config = config if config is not None else CarbonConfig()
+        self.config = config_or_default(config, "Eco2AICallback")
         self._meters = meters
         self._intensity = intensity
         self.tracker: CarbonTracker | None = None
-        self._alerts: RateAlerts | None = None
         self._samples_per_step = 1
         self._own_samples_per_step = 1
         self._reducer = RankReducer()
@@ -94,7 +92,6 @@ class Eco2AICallback(TrainerCallback):
         if placement.distributed:
             self.tracker.set_extra("process", placement.as_dict())
         self.tracker.start()
-        self._alerts = attach_rate_alerts(self.tracker)
         if self._is_main:
             logger.info("hf-eco2ai: tracking run %s of %r", config.run_id, config.project_name)
 
@@ -176,8 +173,6 @@ class Eco2AICallback(TrainerCallback):
         self.tracker.set_progress(state.global_step, state.global_step * self._samples_per_step)
         # The final sample is taken before summing, so no process's last interval is lost.
         self._report = self.tracker.stop("completed", write=not self._distributed)
-        if self._alerts is not None:
-            self._alerts.close()
         if self._distributed:
             own = state.global_step * self._own_samples_per_step
             self._report = finish_job(self.tracker, self._reducer, own)

@@ -60,7 +60,13 @@ class CarbonReport:
                 f"{str(target)!r} is not an hf-eco2ai report (schema {SCHEMA_VERSION})"
             )
         _check_figures(data, str(target))
-        return cls(data)
+        report = cls(data)
+        try:
+            # Rendering reads every section the summary shows: a report it cannot show is damaged.
+            report.summary()
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{str(target)!r} is damaged: {type(err).__name__}: {err}") from None
+        return report
 
     @property
     def status(self) -> str:
@@ -336,9 +342,11 @@ def _summary(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _kwh(value: float) -> str:
-    return f"{value:.6f}"
+def _figure(value: float) -> str:
+    """Six decimals, or four significant digits below 0.001, so a small run never shows 0."""
+    if value == 0 or value >= 1e-3:
+        return f"{value:.6f}"
+    return f"{value:.3e}"
 
 
-def _kg(value: float) -> str:
-    return f"{value:.6f}"
+_kwh = _kg = _figure

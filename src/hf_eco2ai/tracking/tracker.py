@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.config import CarbonConfig, config_or_default
 from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
 from hf_eco2ai.errors import Eco2AIError, IntensityUnavailableError, MeterError
 from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
@@ -102,7 +102,7 @@ class CarbonTracker:
         clock: Callable[[], float] = time.monotonic,
         placement: Placement | None = None,
     ) -> None:
-        self.config = config if config is not None else CarbonConfig()
+        self.config = config_or_default(config, "CarbonTracker")
         self._placement = placement
         self._given_meters = list(meters) if meters is not None else None
         self._meters: list[Meter] = []
@@ -134,6 +134,7 @@ class CarbonTracker:
         self._extra: dict[str, Any] = {}
         #: The run's Prometheus exporter once started, when the config asks for one.
         self.exporter: PrometheusExporter | None = None
+        self._alerts: Any = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -150,6 +151,12 @@ class CarbonTracker:
         if self._given_meters is not None:
             # Given meters are cheap to start: take the baseline now, not when the thread runs.
             self._ensure_setup()
+        if self.config.alert_thresholds:
+            # The thresholds are the run's config, so every tracker honours them; the evaluator
+            # lives in control/ and is imported only when a run asks for it.
+            from hf_eco2ai.control.alerts import attach_rate_alerts
+
+            self._alerts = attach_rate_alerts(self)
         shared_sampler().add(
             self._job_key,
             self._sample_guarded,
@@ -186,6 +193,8 @@ class CarbonTracker:
             self._ended_at = datetime.now(timezone.utc)
             self._close_parts()
             self._report = self._build_report()
+            if self._alerts is not None:
+                self._alerts.close()  # delivers queued webhook notifications
         if write:
             self._write_report()
         return self._report
@@ -312,6 +321,13 @@ class CarbonTracker:
             self._meters, warnings = build_owned_meters(self.config, self.placement)
             self._log.warnings.extend(warnings)
         self._log.meters = [m.name for m in self._meters]
+        if not self._meters and self.placement.is_local_main:
+            # Other ranks of a node rightly own nothing without a GPU; the node's main one must.
+            self._warn_once(
+                "no-meters",
+                "nothing is measured (no GPU found, and CPU and RAM tracking are off or failed): "
+                "energy and CO2 stay 0; enable track_cpu or track_ram, or check the GPU driver",
+            )
         for meter in self._meters:
             self._log.notes.extend(meter.notes())
         self._intensity = self._given_intensity or self._live_or_static_intensity()
