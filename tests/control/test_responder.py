@@ -7,6 +7,10 @@ complete objects, and the tests check the exact requests the client sends.
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from hf_eco2ai.cli import app
+from hf_eco2ai.control import responder as responder_module
 from hf_eco2ai.control.responder import (
     AuditLog,
     KubernetesDeployments,
@@ -318,10 +325,149 @@ def test_bad_requests_are_refused_logged_and_change_nothing(
     assert f"refused a request from 127.0.0.1 with {status}" in caplog.text
 
 
-def test_other_methods_are_405(stack: Stack) -> None:
-    response = stack.client.put("/webhook", content=VALID)
-    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("PUT", "/webhook", "POST"), ("GET", "/webhook", "POST"), ("POST", "/healthz", "GET")],
+)
+def test_other_methods_are_405_and_audited(
+    stack: Stack, caplog: pytest.LogCaptureFixture, method: str, path: str, allow: str
+) -> None:
+    response = stack.client.request(method, path, content=VALID)
+
+    assert response.status_code == 405 and response.headers["Allow"] == allow
+    assert f"use {allow}" in response.json()["error"]
     assert stack.api.requests == []
+    (entry,) = stack.audit()
+    assert entry["decision"] == "refused" and entry["result"] == "http 405"
+    assert "refused a request from 127.0.0.1 with 405" in caplog.text
+
+
+def test_unknown_path_on_get_is_a_404_and_audited(stack: Stack) -> None:
+    response = stack.client.get("/admin")
+
+    assert response.status_code == 404 and "post to /webhook" in response.json()["error"]
+    (entry,) = stack.audit()
+    assert entry["decision"] == "refused" and entry["result"] == "http 404"
+
+
+SHORT_BODY_REQUEST = (
+    b"POST /webhook HTTP/1.1\r\nHost: responder\r\nAuthorization: Bearer " + TOKEN.encode()
+    + b"\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n" + VALID[:20]
+)  # fmt: skip
+
+
+def send_raw(server: ResponderServer, request: bytes) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10.0)
+    connection.sendall(request)
+    return connection
+
+
+def receive_all(connection: socket.socket) -> bytes:
+    chunks = []
+    while chunk := connection.recv(65536):
+        chunks.append(chunk)
+    connection.close()
+    return b"".join(chunks)
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_not_parsed(stack: Stack) -> None:
+    connection = send_raw(stack.server, SHORT_BODY_REQUEST)
+    connection.shutdown(socket.SHUT_WR)  # the client's side ends after 20 bytes
+
+    head, _, body = receive_all(connection).partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.0 400 ")
+    assert json.loads(body) == {
+        "error": "the body ended after 20 of its Content-Length of 10000 bytes"
+    }
+    (entry,) = stack.audit()
+    assert entry["decision"] == "refused" and entry["result"] == "http 400"
+    assert stack.api.requests == []
+
+
+def test_a_body_that_stalls_past_the_timeout_is_a_408(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(responder_module, "SOCKET_TIMEOUT_SECONDS", 0.2)
+    with FakeKubernetes(TOKEN, [training_job()]) as api:
+        stack = start_stack(tmp_path, api)
+        try:
+            head, _, body = receive_all(send_raw(stack.server, SHORT_BODY_REQUEST)).partition(
+                b"\r\n\r\n"
+            )
+        finally:
+            stack.server.close()
+
+    assert head.startswith(b"HTTP/1.0 408 ")
+    assert "Content-Length of 10000 bytes within 0.2 seconds" in json.loads(body)["error"]
+    assert stack.audit()[0]["result"] == "http 408"
+    assert api.requests == []
+
+
+def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        records = [r for r in caplog.records if text in r.getMessage()]
+        if records:
+            return records
+        time.sleep(0.02)
+    return []
+
+
+@pytest.mark.parametrize("close", ["close", "reset"])
+def test_a_client_that_went_away_is_one_log_line_and_no_traceback(
+    stack: Stack, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], close: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="hf_eco2ai.control.responder")
+    connection = send_raw(stack.server, SHORT_BODY_REQUEST)
+    if close == "reset":
+        # SO_LINGER with a zero timeout makes close() send a TCP reset instead of a FIN.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+    (record,) = wait_for_log(caplog, "client 127.0.0.1 went away before the answer")
+
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert capfd.readouterr().err == ""
+    entries = stack.audit() if stack.audit_path.exists() else []
+    # A reset arrives while the body is read (nothing to record); a close ends it short (a 400).
+    assert [e["result"] for e in entries] == (["http 400"] if close == "close" else [])
+    assert stack.api.requests == []
+    assert stack.client.get("/healthz").status_code == 200  # it still serves
+
+
+def test_empty_token_file_is_named(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("\n")
+
+    result = CliRunner().invoke(app, ["responder", "--token-file", str(token_file)])
+
+    assert result.exit_code == 2
+    expected = f"--token-file {str(token_file)!r} is empty; write the bearer token in it"
+    assert result.stderr == f"hf-eco2ai responder: {expected}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix"), [(["--dry-run"], "dry run still reads the Deployment: "), ([], "")]
+)
+def test_a_missing_kubernetes_configuration_says_what_to_pass(
+    tmp_path: Path, args: list[str], prefix: str
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    argv = ["responder", "--token-file", str(token_file), "--audit-log", str(tmp_path / "a.jsonl")]
+
+    result = CliRunner().invoke(app, [*argv, "--kubeconfig", str(tmp_path / "missing"), *args])
+
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"hf-eco2ai responder: {prefix}cannot load the Kubernetes configuration ("
+    )
+    assert line.endswith(
+        "); pass --kubeconfig PATH (and --context NAME) or --in-cluster inside a pod"
+    )
 
 
 def test_empty_token_is_refused_at_construction(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ def _token(token_file: Path | None) -> str:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as err:
             raise _fail(f"cannot read --token-file {str(token_file)!r}: {err}") from None
+        if not token:
+            raise _fail(f"--token-file {str(token_file)!r} is empty; write the bearer token in it")
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
@@ -36,6 +38,17 @@ def _token(token_file: Path | None) -> str:
             f"no bearer token; set {TOKEN_ENV} or pass --token-file (a Secret mounted as a file)"
         )
     return token
+
+
+def _kubernetes_config_error(err: Exception, dry_run: bool) -> str:
+    """One line saying why the API client could not be built, and what to pass instead."""
+    detail = " ".join(str(err).split())
+    message = (
+        f"cannot load the Kubernetes configuration ({detail}); "
+        "pass --kubeconfig PATH (and --context NAME) or --in-cluster inside a pod"
+    )
+    # A dry run changes nothing but still reads the Deployment, so it needs the API too.
+    return f"dry run still reads the Deployment: {message}" if dry_run else message
 
 
 def responder(
@@ -109,7 +122,7 @@ def responder(
     except ImportError:
         raise _fail("the Kubernetes client is missing; pip install kubernetes") from None
     except Exception as err:  # noqa: BLE001 - the client raises several unrelated types here
-        raise _fail(f"cannot load the Kubernetes configuration: {err}") from None
+        raise _fail(_kubernetes_config_error(err, dry_run)) from None
     try:
         server = ResponderServer(
             Responder(settings, KubernetesDeployments(api), AuditLog(audit_log)),

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -437,8 +438,7 @@ class ResponderServer:
         self.responder = responder
         self._token = token.encode("utf-8")
         self.max_body_bytes = max_body_bytes
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler_for(self))
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread: threading.Thread | None = None
 
@@ -469,11 +469,29 @@ class ResponderServer:
             self._thread.join()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log what a handler raised, instead of printing a traceback to stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            _log_client_gone(client_address[0], error)
+            return
+        logger.error("responder: error serving %s", client_address[0], exc_info=True)
+
+
+def _log_client_gone(client: str, error: OSError) -> None:
+    # Nothing to answer: the sender retries a notification it got no answer to.
+    logger.warning("responder: client %s went away before the answer: %s", client, error)
+
+
 class _Refusal(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, allow: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.allow = allow
 
 
 def _handler_for(owner: ResponderServer) -> type[BaseHTTPRequestHandler]:
@@ -486,14 +504,13 @@ def _handler_for(owner: ResponderServer) -> type[BaseHTTPRequestHandler]:
             if self.path == HEALTH_PATH:
                 self._answer(200, {"status": "ok"})
             else:
-                self._answer(404, {"error": "not found"})
+                self._refuse(self._wrong_method_or_path())
 
         def do_POST(self) -> None:  # noqa: N802
             try:
                 message = self._message()
             except _Refusal as refusal:
-                owner.responder.refuse(refusal.status, refusal.reason, self.client_address[0])
-                self._answer(refusal.status, {"error": refusal.reason})
+                self._refuse(refusal)
                 return
             try:
                 records = owner.responder.handle(message)
@@ -511,15 +528,25 @@ def _handler_for(owner: ResponderServer) -> type[BaseHTTPRequestHandler]:
             )
 
         def _refuse_method(self) -> None:
-            self._answer(
-                405, {"error": "use POST"}, allow="POST" if self.path == WEBHOOK_PATH else "GET"
-            )
+            self._refuse(self._wrong_method_or_path())
 
         do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815
 
+        def _wrong_method_or_path(self) -> _Refusal:
+            allowed = {WEBHOOK_PATH: "POST", HEALTH_PATH: "GET"}.get(self.path)
+            if allowed is None:
+                return _Refusal(404, f"no such path {self.path[:100]!r}; post to {WEBHOOK_PATH}")
+            return _Refusal(
+                405, f"{self.command} is not allowed on {self.path}; use {allowed}", allow=allowed
+            )
+
+        def _refuse(self, refusal: _Refusal) -> None:
+            owner.responder.refuse(refusal.status, refusal.reason, self.client_address[0])
+            self._answer(refusal.status, {"error": refusal.reason}, allow=refusal.allow)
+
         def _message(self) -> WebhookMessage:
             if self.path != WEBHOOK_PATH:
-                raise _Refusal(404, f"no such path {self.path[:100]!r}; post to {WEBHOOK_PATH}")
+                raise self._wrong_method_or_path()
             if not owner.token_matches(self.headers.get("Authorization")):
                 raise _Refusal(401, "missing or wrong bearer token")
             return _parse(self._body())
@@ -535,7 +562,23 @@ def _handler_for(owner: ResponderServer) -> type[BaseHTTPRequestHandler]:
             content_type = self.headers.get_content_type()
             if content_type != "application/json":
                 raise _Refusal(415, f"content type {content_type!r} is not application/json")
-            return self.rfile.read(int(length))
+            return self._read(int(length))
+
+        def _read(self, length: int) -> bytes:
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                raise _Refusal(
+                    408,
+                    f"the body did not reach its Content-Length of {length} bytes"
+                    f" within {self.timeout:g} seconds",
+                ) from None
+            if len(body) < length:
+                # The client closed its side early: a partial body must not be parsed.
+                raise _Refusal(
+                    400, f"the body ended after {len(body)} of its Content-Length of {length} bytes"
+                )
+            return body
 
         def _answer(self, status: int, body: dict[str, Any], allow: str | None = None) -> None:
             data = json.dumps(body).encode("utf-8")
@@ -550,8 +593,12 @@ def _handler_for(owner: ResponderServer) -> type[BaseHTTPRequestHandler]:
                 # An unread body must not be taken for the next request on this connection.
                 self.close_connection = True
                 self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except ConnectionError as err:
+                self.close_connection = True
+                _log_client_gone(self.client_address[0], err)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             logger.debug("responder: %s %s", self.client_address[0], format % args)
