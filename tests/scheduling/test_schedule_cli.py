@@ -83,6 +83,34 @@ def test_schedule_slots_json(app: typer.Typer, server: FixtureServer) -> None:
     assert data["slots"] and data["reduction_vs_best_window"] >= 0
 
 
+def test_schedule_slots_text_lists_each_slot(app: typer.Typer, server: FixtureServer) -> None:
+    args = ["schedule", *_uk_args(server), "--min-slot", "30m"]
+
+    text = CliRunner().invoke(app, args)
+    data = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    slots = [f"{slot['start']} to {slot['end']}" for slot in data["slots"]]
+    assert slots == ["2023-03-16T13:00:00+00:00 to 2023-03-16T19:00:00+00:00"]
+    assert lines[0] == f"slots:    {slots[0]} (6h00m)"
+    assert lines[1] == "expected: 83.5 g CO2eq/kWh over the slots"
+    assert lines[2] == data["reason"]
+
+
+def test_a_min_slot_longer_than_the_job_is_refused_before_any_request(
+    app: typer.Typer, server: FixtureServer
+) -> None:
+    result = CliRunner().invoke(app, ["schedule", *_uk_args(server), "--min-slot", "7h"])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        "hf-eco2ai: min_slot: the minimum slot '7h' is longer than the duration '6h'; "
+        "give a --min-slot no longer than --duration\n"
+    )
+    assert server.requests == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.scheduling.curve import Curve, best_window
 from hf_eco2ai.scheduling.slots import best_slots, grid_step
 
@@ -96,3 +97,10 @@ def test_grid_step(
 
 def test_too_short_a_span_is_none() -> None:
     assert best_slots(_curve([1.0, 2.0]), 3 * CELL, CELL, 0.0, 2 * CELL) is None
+
+
+def test_a_minimum_slot_longer_than_the_job_is_an_error_not_none() -> None:
+    with pytest.raises(ConfigError, match="min_slot_seconds: a minimum slot of 900 s") as info:
+        best_slots(_curve([1.0, 2.0, 3.0]), 2 * CELL, 3 * CELL, 0.0, 3 * CELL)
+
+    assert info.value.field == "min_slot_seconds" and "duration_seconds of 600 s" in str(info.value)

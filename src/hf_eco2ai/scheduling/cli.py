@@ -19,7 +19,7 @@ from hf_eco2ai.errors import ConfigError, Eco2AIError, IntensityUnavailableError
 
 if TYPE_CHECKING:
     from hf_eco2ai.intensity.base import IntensityProvider
-    from hf_eco2ai.scheduling.scheduler import LowCarbonScheduler, ScheduleResult
+    from hf_eco2ai.scheduling.scheduler import LowCarbonScheduler, ScheduleResult, SlotSchedule
 
 PROVIDERS = ("table", "uk", "electricitymaps", "watttime")
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
@@ -95,7 +95,7 @@ def schedule_command(
                 max_intensity,
                 min_slot,
             )
-            typer.echo(json.dumps(slots.to_dict(), indent=2) if as_json else slots.reason)
+            typer.echo(json.dumps(slots.to_dict(), indent=2) if as_json else describe_slots(slots))
             return
         result = find_window(
             provider, region, duration, flexibility, start_after, base_url, max_intensity
@@ -158,9 +158,17 @@ def _plan_slots(
     base_url: str | None,
     max_intensity: float | None,
     min_slot: str,
-) -> Any:
+) -> SlotSchedule:
     hours = parse_duration(duration).total_seconds() / 3600
     slot = parse_duration(min_slot, "min_slot").total_seconds() / 3600
+    # Checked before the forecast is fetched; no plan could ever satisfy it.
+    if slot > hours:
+        raise ConfigError(
+            "min_slot",
+            min_slot,
+            f"the minimum slot {min_slot!r} is longer than the duration {duration!r}; "
+            "give a --min-slot no longer than --duration",
+        )
     scheduler = _scheduler(provider, region, flexibility, base_url, max_intensity)
     return scheduler.find_low_carbon_slots(hours, _start(start_after), min_slot_hours=slot)
 
@@ -196,6 +204,20 @@ def describe(result: ScheduleResult) -> str:
         verdict = "meets" if result.meets_threshold else "does NOT meet"
         lines.append(f"limit:    {verdict} {result.max_carbon_intensity:g} g CO2eq/kWh")
     lines.append(result.reason)
+    return "\n".join(lines)
+
+
+def describe_slots(schedule: SlotSchedule) -> str:
+    """The slot plan as a few plain lines: each slot (UTC), then the mean and the reason."""
+    lines = [
+        f"{'slots:' if i == 0 else '':<10}{a.isoformat()} to {b.isoformat()} "
+        f"({_clock((b - a).total_seconds())})"
+        for i, (a, b) in enumerate(schedule.slots)
+    ]
+    mean = schedule.expected_intensity_g_per_kwh
+    if mean is not None:
+        lines.append(f"expected: {mean:.1f} g CO2eq/kWh over the slots")
+    lines.append(schedule.reason)
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.scheduling.curve import Curve
 
 #: The grid never gets finer than a minute: slots are for jobs that checkpoint, and a finer
@@ -53,7 +54,18 @@ def best_slots(
     Each maximal run of chosen time is at least ``min_slot_seconds`` long. Exact on the grid
     (from ``earliest``, step ``grid_seconds`` or :func:`grid_step`): duration and minimum slot
     are rounded up to whole cells. None when they do not fit in the covered span.
+
+    Raises:
+        ConfigError: ``min_slot_seconds`` is longer than ``duration_seconds``.
     """
+    if min_slot_seconds > duration_seconds:
+        raise ConfigError(
+            "min_slot_seconds",
+            min_slot_seconds,
+            f"a minimum slot of {min_slot_seconds:g} s is longer than the job's "
+            f"duration_seconds of {duration_seconds:g} s; give one no longer than the job",
+        )
+
     step = grid_seconds or grid_step(curve, earliest, duration_seconds, min_slot_seconds)
     horizon = min(latest_end, curve.end)
     cells = int(math.floor((horizon - earliest) / step + 1e-9))
