@@ -24,6 +24,8 @@ def test_rules_writes_a_rule_file_with_the_given_thresholds(tmp_path: Path) -> N
             str(out),
             "--critical-co2-kg",
             "10",
+            "--warning-co2-kg",
+            "5",
             "--critical-for",
             "5m",
             "--interval",
@@ -53,6 +55,21 @@ def test_a_for_shorter_than_the_interval_is_bad_input_not_a_traceback() -> None:
 
     assert result.exit_code == 2
     assert "warning_for" in result.output and "Traceback" not in result.output
+
+
+def test_a_warning_above_the_critical_threshold_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "rules.yml"
+
+    result = runner.invoke(
+        app, ["rules", "-o", str(out), "--critical-co2-kg", "5", "--warning-co2-kg", "10"]
+    )
+
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "hf-eco2ai: warning_co2_kg: warning_co2_kg=10 is above critical_co2_kg=5"
+    )
+    assert not out.exists()
 
 
 def test_dashboard_writes_importable_json(tmp_path: Path) -> None:

@@ -74,7 +74,11 @@ def test_every_alert_has_severity_summary_description_and_runbook_url() -> None:
 
 def test_thresholds_and_durations_reach_the_rules() -> None:
     settings = RuleSettings(
-        critical_co2_kg=12.5, critical_for="3m", rate_window="10m", evaluation_interval="30s"
+        critical_co2_kg=12.5,
+        critical_for="3m",
+        warning_co2_kg=10.0,
+        rate_window="10m",
+        evaluation_interval="30s",
     )
 
     rules = {r["alert"]: r for r in yaml.safe_load(render_rules(settings))["groups"][0]["rules"]}
@@ -94,6 +98,7 @@ def test_thresholds_and_durations_reach_the_rules() -> None:
         ({"total_window": "7 days"}, "total_window"),
         ({"critical_co2_kg": 0.0}, "critical_co2_kg"),
         ({"budget_warning_fraction": 1.0}, "budget_warning_fraction"),
+        ({"critical_co2_kg": 5.0, "warning_co2_kg": 10.0}, "warning_co2_kg"),
     ],
 )
 def test_settings_that_would_misbehave_are_refused_naming_the_field(
@@ -105,9 +110,26 @@ def test_settings_that_would_misbehave_are_refused_naming_the_field(
     assert caught.value.field == field
 
 
+def test_a_warning_above_the_critical_threshold_names_both() -> None:
+    with pytest.raises(ConfigError) as caught:
+        RuleSettings(critical_co2_kg=5.0, warning_co2_kg=10.0)
+
+    assert "warning_co2_kg=10 is above critical_co2_kg=5" in str(caught.value)
+    assert caught.value.value == 10.0
+
+
+def test_a_warning_at_the_critical_threshold_is_allowed() -> None:
+    assert RuleSettings(critical_co2_kg=5.0, warning_co2_kg=5.0).warning_co2_kg == 5.0
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("0s", 0), ("30s", 30), ("1m30s", 90), ("2h", 7200), ("7d", 604800), ("500ms", 0.5)],
 )
 def test_durations_are_read_as_prometheus_reads_them(text: str, seconds: float) -> None:
     assert duration_seconds("x", text) == seconds
+
+
+def test_the_warning_defaults_to_half_the_critical_threshold() -> None:
+    assert RuleSettings().warning_co2_kg == 25.0  # the runbook's pair, 25 of 50
+    assert RuleSettings(critical_co2_kg=1e-9).warning_co2_kg == 5e-10

@@ -33,8 +33,12 @@ def rules(
         float, typer.Option(help="CriticalCarbonEmissions above this run total, kg.")
     ] = 50.0,
     warning_co2_kg: Annotated[
-        float, typer.Option(help="CarbonEmissionsWarning above this run total, kg.")
-    ] = 25.0,
+        float | None,
+        typer.Option(
+            help="CarbonEmissionsWarning above this run total, kg (<= critical). "
+            "[default: half the critical threshold]"
+        ),
+    ] = None,
     rate_kg_per_hour: Annotated[
         float, typer.Option(help="CarbonRateHigh above this rate, kg/h.")
     ] = 8.0,

@@ -47,7 +47,9 @@ class RuleSettings:
     Attributes:
         critical_co2_kg: CriticalCarbonEmissions fires above this run total (runbook: 50).
         critical_for: How long the critical condition must hold (runbook: 1m).
-        warning_co2_kg: CarbonEmissionsWarning fires above this run total (runbook: 25).
+        warning_co2_kg: CarbonEmissionsWarning fires above this run total; at most
+            ``critical_co2_kg``, so the warning comes first. Default: half the critical
+            threshold (the runbook's 25 of 50).
         warning_for: How long the warning condition must hold (runbook: 30s).
         rate_kg_per_hour: CarbonRateHigh fires above this emission rate (runbook: 8).
         rate_window: The ``rate()`` window; at least four scrape intervals (runbook: 1m).
@@ -64,7 +66,7 @@ class RuleSettings:
 
     critical_co2_kg: float = 50.0
     critical_for: str = "1m"
-    warning_co2_kg: float = 25.0
+    warning_co2_kg: float | None = None
     warning_for: str = "30s"
     rate_kg_per_hour: float = 8.0
     rate_window: str = "1m"
@@ -77,6 +79,8 @@ class RuleSettings:
     runbook_url: str = DEFAULT_RUNBOOK_URL
 
     def __post_init__(self) -> None:
+        if self.warning_co2_kg is None:
+            object.__setattr__(self, "warning_co2_kg", self.critical_co2_kg / 2)
         interval = duration_seconds("evaluation_interval", self.evaluation_interval)
         for name in ("critical_for", "warning_for", "rate_for", "budget_for"):
             held = duration_seconds(name, getattr(self, name))
@@ -108,6 +112,15 @@ class RuleSettings:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(name, value, "must be a finite number > 0")
+        warning = float(self.warning_co2_kg or 0.0)  # set by __post_init__
+        if warning > self.critical_co2_kg:
+            raise ConfigError(
+                "warning_co2_kg",
+                warning,
+                f"warning_co2_kg={warning:g} is above critical_co2_kg="
+                f"{self.critical_co2_kg:g}, so the warning would fire after the critical alert; "
+                "give a warning threshold at or below the critical one",
+            )
         if self.evaluation_interval.strip() in {"0", "0s", "0m"}:
             raise ConfigError("evaluation_interval", self.evaluation_interval, "must be > 0")
         if not 0 < self.budget_warning_fraction < 1:
