@@ -119,7 +119,9 @@ def test_two_processes_on_one_node_report_the_node_energy_once_and_prometheus_ag
         "process-0.json",
         "process-1.json",
     ]
-    assert [len(v["series"]) for v in views] == [STEPS + 1, STEPS + 1]
+    # One row per step: the Trainer's end-of-training log at step 4 joins that step's row.
+    assert [[row["step"] for row in v["series"]] for v in views] == [[1, 2, 3, 4]] * 2
+    assert "train_runtime" in views[0]["series"][-1] and "loss" in views[0]["series"][-1]
     assert views[1]["report"]["energy"]["total_joules"] == pytest.approx(GPU_J)
     # Prometheus: one pushed group per rank, and the runbook's sum is the report's total.
     assert ranks == {"0", "1"}

@@ -310,3 +310,19 @@ def test_a_tracker_that_measures_nothing_says_so(
     assert report.data["energy"]["total_joules"] == 0.0
     assert any("nothing is measured" in w for w in report.data["warnings"])
     assert caplog.text.count("nothing is measured") == 1
+
+
+def test_the_series_has_one_row_per_step(clock: ManualClock) -> None:
+    tracker = make_tracker(clock, ConstantPowerMeter(clock, 100.0)).start()
+    tracker.sample_now()
+    tracker.log_point(1, {"loss": 2.0})
+    clock.advance(36)
+    tracker.sample_now()
+    tracker.log_point(2, {"loss": 1.5})
+    tracker.log_point(2, {"train_runtime": 36.0})  # the Trainer's end-of-training log
+    report = tracker.stop()
+
+    series = report.data["series"]
+    assert [row["step"] for row in series] == [1, 2]
+    assert series[1]["loss"] == 1.5 and series[1]["train_runtime"] == 36.0
+    assert series[1]["energy_kwh"] == pytest.approx(0.001)

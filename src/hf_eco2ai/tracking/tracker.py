@@ -271,8 +271,10 @@ class CarbonTracker:
     def log_point(
         self, step: int, values: dict[str, float], snapshot: TrackerSnapshot | None = None
     ) -> dict[str, float]:
-        """Append a row to the per-log-step series and return the carbon fields for it.
+        """Add a row to the per-log-step series and return the carbon fields for it.
 
+        A second call at the same step (the Trainer logs its end-of-training metrics at the last
+        step) updates that step's row, so the series has one row per step.
         ``snapshot`` replaces this process's latest one, e.g. with totals over every process.
         """
         snap = snapshot if snapshot is not None else self._snapshot
@@ -287,7 +289,11 @@ class CarbonTracker:
             "samples_per_kwh": samples / snap.energy_kwh if snap.energy_joules > 0 else 0.0,
             **values,
         }
-        self._log.series.append(row)
+        series = self._log.series
+        if series and series[-1]["step"] == step:
+            series[-1] = {**series[-1], **row}
+        else:
+            series.append(row)
         return row
 
     def sample_now(self) -> TrackerSnapshot:
