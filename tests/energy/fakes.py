@@ -328,8 +328,9 @@ class FakeZone:
         self.energy.set_power(watts)
 
     def counter_uj(self) -> int:
-        """What ``energy_uj`` holds now: total microjoules modulo the range."""
-        return int(round(self.energy.joules() * 1e6)) % self.max_energy_range_uj
+        """What ``energy_uj`` holds now: total microjoules modulo the range (if it has one)."""
+        total_uj = int(round(self.energy.joules() * 1e6))
+        return total_uj % self.max_energy_range_uj if self.max_energy_range_uj > 0 else total_uj
 
     def write(self) -> None:
         """Write the current counter into the real ``energy_uj`` file."""

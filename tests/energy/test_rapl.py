@@ -206,3 +206,71 @@ def test_default_reader_reads_the_real_files(tmp_path: Path) -> None:
     readings = meter.read()
 
     assert sum(r.joules for r in readings) == pytest.approx(460.0)
+
+
+def test_a_counter_a_little_below_the_last_read_is_a_glitch_not_a_wrap(tmp_path: Path) -> None:
+    # Firmware glitch: one read 1 mJ below the last. Read as a wrap it would add ~262 kJ.
+    clock = FakeClock()
+    tree = fake_powercap(tmp_path, clock, dram=False, package_watts=40.0)
+    meter = started(tree)
+    run(meter, clock, 10, 10)
+    zone = tree.zone("intel-rapl:0")
+    zone.glitch(f"{zone.counter_uj() - 1000}")
+
+    glitched = meter.read()[0].joules
+    (package,) = run(meter, clock, 10, 10)
+
+    assert glitched == pytest.approx(400.0)
+    assert package.joules == pytest.approx(800.0)  # the next good read spans the gap
+
+
+def test_an_in_range_garbage_value_is_skipped(tmp_path: Path) -> None:
+    clock = FakeClock()
+    meter_tree = fake_powercap(tmp_path, clock, dram=False, package_watts=40.0)
+    meter = started(meter_tree)
+    clock.advance(10)
+    meter_tree.zone("intel-rapl:0").glitch("5")
+
+    meter.read()
+    (package,) = run(meter, clock, 40, 10)
+
+    assert package.joules == pytest.approx(2000.0)
+
+
+def test_a_reset_counter_is_rebased_after_two_implausible_steps(tmp_path: Path) -> None:
+    from tests.energy.fakes import _Accumulator
+
+    clock = FakeClock()
+    tree = fake_powercap(tmp_path, clock, dram=False, package_watts=40.0, initial_uj=10**11)
+    meter = started(tree)
+    run(meter, clock, 10, 10)
+    zone = tree.zone("intel-rapl:0")
+    zone.energy = _Accumulator(clock, 40.0, 0.0)  # the counter restarts at 0 (reset)
+
+    (package,) = run(meter, clock, 50, 10)
+
+    # 10 s before the reset, two skipped intervals, then 3 x 10 s counted again.
+    assert package.joules == pytest.approx(400.0 + 3 * 400.0)
+
+
+def test_a_zone_without_a_range_is_refused_at_start(tmp_path: Path) -> None:
+    clock = FakeClock()
+    tree = fake_powercap(tmp_path, clock, dram=False, max_energy_range_uj=0)
+
+    with pytest.raises(MeterError, match="max_energy_range_uj=0"):
+        tree.meter().start()
+
+
+def test_reads_further_apart_than_a_full_power_wrap_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    # 1 kJ range: at 1 kW it can wrap every second.
+    meter = started(fake_powercap(tmp_path, clock, dram=False, max_energy_range_uj=10**9))
+
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.energy.rapl"):
+        run(meter, clock, 1.0, 0.5)
+        assert caplog.text == ""
+        run(meter, clock, 20, 10)
+
+    assert caplog.text.count("set measurement_interval below 1 s") == 1

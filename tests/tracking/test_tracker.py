@@ -326,3 +326,51 @@ def test_the_series_has_one_row_per_step(clock: ManualClock) -> None:
     assert [row["step"] for row in series] == [1, 2]
     assert series[1]["loss"] == 1.5 and series[1]["train_runtime"] == 36.0
     assert series[1]["energy_kwh"] == pytest.approx(0.001)
+
+
+class BrokenMeter(ConstantPowerMeter):
+    """Counts like its parent, then raises something other than MeterError (a library bug)."""
+
+    def read(self) -> list:  # type: ignore[type-arg]
+        if self.reads >= 3:
+            raise UnicodeDecodeError("ascii", b"\xff", 0, 1, "ordinal not in range(128)")
+        return super().read()
+
+
+def test_an_unexpected_error_in_one_meter_stops_only_that_meter(clock: ManualClock) -> None:
+    broken = BrokenMeter(clock, 100.0, device="package-0", name="rapl")
+    gpu = ConstantPowerMeter(clock, 300.0, device="gpu:0")
+    tracker = make_tracker(clock, gpu, broken).start()
+    tracker.sample_now()
+    for _ in range(4):
+        clock.advance(10)
+        tracker.sample_now()
+    report = tracker.stop()
+
+    devices = {d["device"]: d for d in report.data["energy"]["devices"]}
+    assert devices["gpu:0"]["joules"] == pytest.approx(300.0 * 40)  # the GPU was never stopped
+    assert devices["package-0"]["joules"] == pytest.approx(100.0 * 10)
+    assert devices["package-0"]["lost"] is True and devices["gpu:0"]["lost"] is False
+    assert any("rapl meter stopped answering after" in w for w in report.data["warnings"])
+
+
+def test_a_gpu_lost_mid_run_is_said_in_the_report() -> None:
+    from hf_eco2ai.energy.nvml import NvmlMeter
+    from tests.energy.fakes import FakeClock, FakeGpu, FakeNvml
+
+    fake_clock = FakeClock()
+    nvml = FakeNvml(fake_clock, [FakeGpu(power_watts=250.0), FakeGpu(lost_at=fake_clock() + 15)])
+    meter = NvmlMeter(nvml=nvml, clock=fake_clock)
+    config = CarbonConfig(measurement_interval=SLOW, grid_carbon_intensity=100.0)
+    tracker = CarbonTracker(config, meters=[meter], clock=fake_clock).start()
+    for _ in range(3):
+        fake_clock.advance(10)
+        tracker.sample_now()
+    report = tracker.stop()
+
+    lost = [w for w in report.data["warnings"] if "stopped answering" in w]
+    assert lost == [
+        "gpu:1 stopped answering after 20 s; its energy is counted until then and not after"
+    ]
+    devices = {d["device"]: d for d in report.data["energy"]["devices"]}
+    assert devices["gpu:1"]["lost"] is True and devices["gpu:0"]["lost"] is False

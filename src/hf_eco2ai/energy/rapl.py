@@ -38,6 +38,10 @@ _PACKAGE_NAME = re.compile(r"package-(\d+)")
 
 ReadFile = Callable[[Path], str]
 
+#: No CPU package or its DRAM draws more than this (the largest server parts are ~500 W TDP);
+#: a counter step implying more is a glitch or a reset, not energy.
+MAX_PLAUSIBLE_ZONE_WATTS = 1000.0
+
 
 def read_sysfs(path: Path) -> str:
     """Read a small sysfs attribute (the default file reader)."""
@@ -60,6 +64,8 @@ class _Zone:
     power_watts: float | None = None
     lost: bool = False
     garbage_warned: bool = False
+    implausible_steps: int = 0
+    slow_warned: bool = False
 
     def energy(self) -> DeviceEnergy:
         """This zone's figure as the meter contract wants it."""
@@ -79,8 +85,8 @@ class _Zone:
 def counter_step_uj(previous_uj: int, current_uj: int, max_energy_range_uj: int) -> int:
     """Microjoules between two reads of a counter that wraps at ``max_energy_range_uj``.
 
-    Assumes at most one wrap between the reads: at 500 W a 262 kJ range wraps every ~9 minutes,
-    far longer than the sampling interval.
+    Assumes at most one wrap between the reads: at 500 W a 262 kJ range wraps every ~9 minutes;
+    the meter warns when reads come further apart than a wrap at full power.
     """
     if current_uj >= previous_uj:
         return current_uj - previous_uj
@@ -194,6 +200,12 @@ class RaplMeter:
 
     def _zone(self, path: Path, device: str, component: Component, package: str) -> _Zone:
         max_uj = self._read_int(path / "max_energy_range_uj")
+        if max_uj <= 0:
+            # Without the range a wrap cannot be told from garbage: measuring would be a guess.
+            raise MeterError(
+                f"RAPL zone {path.name} reports max_energy_range_uj={max_uj}; its counter cannot "
+                "be unwrapped, so CPU energy is estimated instead."
+            )
         labels = {"zone": path.name, "package": package}
         return _Zone(device, component, path, max_energy_uj=max_uj, labels=labels)
 
@@ -239,15 +251,52 @@ class RaplMeter:
         step_uj = counter_step_uj(zone.last_energy_uj, energy_uj, zone.max_energy_uj)
         step_joules = step_uj / MICROJOULES_PER_JOULE
         elapsed = now - zone.last_time
+        if step_joules > MAX_PLAUSIBLE_ZONE_WATTS * max(elapsed, 1e-3):
+            self._skip_step(zone, energy_uj, now, step_joules)
+            return
+        self._warn_if_wraps_can_hide(zone, elapsed)
         zone.joules += step_joules
         zone.power_watts = step_joules / elapsed if elapsed > 0 else zone.power_watts
         zone.last_energy_uj, zone.last_time = energy_uj, now
+        zone.implausible_steps = 0
+
+    def _skip_step(self, zone: _Zone, energy_uj: int, now: float, step_joules: float) -> None:
+        """Skip a step no CPU could draw; re-base after two in a row (the counter was reset).
+
+        A counter a little below the last read (a firmware glitch) would otherwise count as a
+        whole wrap: 262 kJ on Intel. One bad read is bridged by the next good one, losing
+        nothing; two in a row mean the counter itself moved, and the gap between is lost.
+        """
+        self._warn_garbage(zone, f"{energy_uj} (a step of {step_joules:.0f} J)")
+        zone.implausible_steps += 1
+        if zone.implausible_steps >= 2:
+            logger.warning(
+                "RAPL zone %s counter was reset; counting again from its new value.", zone.device
+            )
+            zone.last_energy_uj, zone.last_time = energy_uj, now
+            zone.implausible_steps = 0
+
+    def _warn_if_wraps_can_hide(self, zone: _Zone, elapsed: float) -> None:
+        # Two wraps between reads look like one: reads must come faster than a full-power wrap.
+        wrap_seconds = zone.max_energy_uj / MICROJOULES_PER_JOULE / MAX_PLAUSIBLE_ZONE_WATTS
+        if elapsed > wrap_seconds and not zone.slow_warned:
+            zone.slow_warned = True
+            logger.warning(
+                "RAPL zone %s was read %.0f s apart, but its counter can wrap every %.0f s at "
+                "full power, and a second wrap would go unseen; set measurement_interval below "
+                "%.0f s.",
+                zone.device,
+                elapsed,
+                wrap_seconds,
+                wrap_seconds,
+            )
 
     def _warn_garbage(self, zone: _Zone, text: str) -> None:
         if not zone.garbage_warned:
             zone.garbage_warned = True
             logger.warning(
-                "RAPL zone %s read %r, not a counter in 0..%d µJ; such samples are skipped.",
+                "RAPL zone %s read %r, not a plausible counter in 0..%d µJ; such samples are "
+                "skipped.",
                 zone.device,
                 text.strip(),
                 zone.max_energy_uj,

@@ -128,6 +128,7 @@ class CarbonTracker:
         self._steps = 0
         self._samples = 0
         self._failed_meters: set[str] = set()
+        self._meter_devices: dict[str, set[str]] = {}
         self._warned: set[str] = set()
         self._status: RunStatus = "running"
         self._stop_reason: dict[str, Any] | None = None
@@ -399,14 +400,31 @@ class CarbonTracker:
             if meter.name in self._failed_meters:
                 continue
             try:
-                readings.extend(meter.read())
-            except MeterError as err:
-                # Keep what this meter already counted: its devices keep their last totals.
-                self._failed_meters.add(meter.name)
-                self._warn_once(
-                    f"read:{meter.name}", f"{meter.name} meter stopped answering: {err}"
-                )
+                found = meter.read()
+            except Exception as err:  # noqa: BLE001 - one broken meter must not stop the others
+                self._meter_failed(meter.name, err)
+                continue
+            self._meter_devices.setdefault(meter.name, set()).update(e.device for e in found)
+            readings.extend(found)
         return readings
+
+    def _meter_failed(self, name: str, err: Exception) -> None:
+        """Keep what the meter counted, and mark its devices lost so the report says so."""
+        self._failed_meters.add(name)
+        if not isinstance(err, MeterError):
+            logger.debug("meter %s failed", name, exc_info=True)
+        for device in self._meter_devices.get(name, ()):
+            state = self._devices.get(device)
+            if state is not None:
+                state.last = replace(
+                    state.last, lost=True, power_watts=None, utilization_percent=None
+                )
+        since = self._clock() - self._t0
+        self._warn_once(
+            f"read:{name}",
+            f"{name} meter stopped answering after {since:.0f} s ({err!r}); its devices keep the "
+            "energy counted until then and nothing after",
+        )
 
     def _account(self, energy: DeviceEnergy, g_per_kwh: float) -> float:
         """Add one device's new joules since the last sample; returns the central delta."""
@@ -420,6 +438,13 @@ class CarbonTracker:
         state = self._devices.get(energy.device)
         if state is None:
             state = self._devices[energy.device] = _DeviceState(last=_zero_like(energy))
+        if energy.lost and not state.last.lost:
+            since = self._clock() - self._t0
+            self._warn_once(
+                f"lost:{energy.device}",
+                f"{energy.device} stopped answering after {since:.0f} s; its energy is counted "
+                "until then and not after",
+            )
         delta = _non_negative(energy.joules - state.last.joules)
         delta_low = _non_negative(energy.joules_low - state.last.joules_low)
         delta_high = _non_negative(energy.joules_high - state.last.joules_high)
