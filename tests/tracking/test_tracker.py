@@ -374,3 +374,36 @@ def test_a_gpu_lost_mid_run_is_said_in_the_report() -> None:
     ]
     devices = {d["device"]: d for d in report.data["energy"]["devices"]}
     assert devices["gpu:1"]["lost"] is True and devices["gpu:0"]["lost"] is False
+
+
+def test_a_cpu_counter_lost_mid_run_is_estimated_from_then_on(tmp_path: Path) -> None:
+    from tests.energy.fakes import FakeClock, fake_powercap
+
+    tree = fake_powercap(tmp_path, FakeClock(), dram=True)  # files as written, on the real clock
+    config = CarbonConfig(
+        measurement_interval=SLOW,
+        grid_carbon_intensity=100.0,
+        track_gpu=False,
+        powercap_root=str(tree.root),
+    )
+    tracker = CarbonTracker(config).start()
+    tracker.sample_now()
+    (tree.zone("intel-rapl:0").path / "energy_uj").unlink()  # the package counter goes away
+    tracker.sample_now()
+    busy_until = time.process_time() + 0.2  # CPU time for the estimate to see (10 ms ticks)
+    while time.process_time() < busy_until:
+        pass
+    tracker.sample_now()
+    report = tracker.stop()
+
+    devices = {d["device"]: d for d in report.data["energy"]["devices"]}
+    assert devices["package-0"]["lost"] is True and devices["package-0"]["source"] == "measured"
+    assert devices["cpu"]["source"] == "estimated" and devices["cpu"]["joules"] > 0
+    assert devices["dram-0"]["lost"] is False  # DRAM still measured: no RAM estimate added
+    assert "ram" not in devices
+    assert report.data["energy"]["components"]["cpu"]["source"] == "estimated"
+    assert (
+        "cpu is estimated from here on, since its counter stopped answering"
+        in (report.data["warnings"])
+    )
+    assert [n["component"] for n in report.data["estimates"]] == ["cpu"]

@@ -86,6 +86,29 @@ def build_meters(
     return meters, warnings
 
 
+def estimate_meters(
+    components: set[str],
+    *,
+    cpu_tdp_watts: float | None = None,
+    ram_watts_per_gb: float = DEFAULT_RAM_WATTS_PER_GB,
+    process: psutil.Process | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Meter]:
+    """Started estimates for ``components`` (``cpu``, ``ram``), for a counter lost mid-run.
+
+    Their baseline is now, so they count only what the lost counter can no longer measure.
+    """
+    wanted: list[Meter] = []
+    if "cpu" in components:
+        wanted.append(CpuEstimateMeter(cpu_tdp_watts, process=process, clock=clock))
+    if "ram" in components:
+        wanted.append(RamEstimateMeter(ram_watts_per_gb, process=process, clock=clock))
+    started: list[Meter] = []
+    for meter in wanted:
+        _start(meter, started, [])
+    return started
+
+
 #: Hardware found missing in this process, by probe: it is not probed (nor warned about) again,
 #: so trackers started around many short tasks stay cheap and the log says it once.
 _missing: dict[tuple[str, ...], str] = {}

@@ -129,6 +129,7 @@ class CarbonTracker:
         self._samples = 0
         self._failed_meters: set[str] = set()
         self._meter_devices: dict[str, set[str]] = {}
+        self._estimated_after_loss: set[str] = set()
         self._warned: set[str] = set()
         self._status: RunStatus = "running"
         self._stop_reason: dict[str, Any] | None = None
@@ -419,6 +420,7 @@ class CarbonTracker:
                 state.last = replace(
                     state.last, lost=True, power_watts=None, utilization_percent=None
                 )
+                self._estimate_after_loss(state.last)
         since = self._clock() - self._t0
         self._warn_once(
             f"read:{name}",
@@ -445,6 +447,7 @@ class CarbonTracker:
                 f"{energy.device} stopped answering after {since:.0f} s; its energy is counted "
                 "until then and not after",
             )
+            self._estimate_after_loss(energy)
         delta = _non_negative(energy.joules - state.last.joules)
         delta_low = _non_negative(energy.joules_low - state.last.joules_low)
         delta_high = _non_negative(energy.joules_high - state.last.joules_high)
@@ -454,6 +457,47 @@ class CarbonTracker:
         # A meter's figure never goes backwards in our books, even if the device did.
         state.last = _monotonic_merge(state.last, energy)
         return delta
+
+    def _estimate_after_loss(self, lost: DeviceEnergy) -> None:
+        """A measured CPU or DRAM counter is gone: estimate that component from now on.
+
+        Only when no other counter of the component still answers (the estimate covers the
+        whole process tree), and only for discovered hardware (given meters are the caller's).
+        """
+        component = {"cpu": "cpu", "dram": "ram"}.get(lost.component)
+        wanted = {"cpu": self.config.track_cpu, "ram": self.config.track_ram}
+        if (
+            component is None
+            or lost.source != "measured"
+            or self._given_meters is not None
+            or not wanted[component]
+            or component in self._estimated_after_loss
+        ):
+            return
+        others = (
+            s.last
+            for d, s in self._devices.items()
+            if d != lost.device and s.last.component == lost.component
+        )
+        if any(o.source == "measured" and not o.lost for o in others):
+            return
+        self._estimated_after_loss.add(component)
+        from hf_eco2ai.energy.discovery import estimate_meters
+
+        meters = estimate_meters(
+            {component},
+            cpu_tdp_watts=self.config.cpu_tdp_watts,
+            ram_watts_per_gb=self.config.ram_watts_per_gb,
+            clock=self._clock,
+        )
+        for meter in meters:
+            self._log.notes.extend(meter.notes())
+        self._meters.extend(meters)
+        if meters:
+            self._warn_once(
+                f"estimate:{component}",
+                f"{component} is estimated from here on, since its counter stopped answering",
+            )
 
     def _intensity_reading(self, when: datetime) -> IntensityReading:
         assert self._intensity is not None
