@@ -34,19 +34,21 @@ def naive_integral(intervals: list[tuple[float, float, float]], a: float, b: flo
 
 
 def oracle(
-    curve: Curve, duration: float, earliest: float, latest: float, step: float | None = None
+    curve: Curve, duration: float, earliest: float, latest: float, grid: float = 1.0
 ) -> float | None:
-    """Best integral over the same candidate starts, each integrated naively."""
+    """Best integral over every start on a ``grid`` from ``earliest``, integrated naively.
+
+    When the bounds, the duration and ``earliest`` all lie on the grid, so does the best of all
+    real starts (a window's integral bends only where its start or end meets a boundary): the
+    oracle is then the true optimum, whatever candidates the search chose to try.
+    """
     intervals = list(zip(curve.bounds[:-1], curve.bounds[1:], curve.values, strict=True))
     lo, hi = max(earliest, curve.start), min(latest, curve.end - duration)
     if hi < lo:
         return None
-    starts = {lo, hi, *(b for b in curve.bounds if lo < b < hi)}
-    if step:
-        k = math.ceil((lo - earliest) / step)
-        while earliest + k * step <= hi:
-            starts.add(earliest + k * step)
-            k += 1
+    first = math.ceil((lo - earliest) / grid)
+    last = math.floor((hi - earliest) / grid)
+    starts = {lo, hi, *(earliest + k * grid for k in range(first, last + 1))}
     return min(naive_integral(intervals, s, s + duration) for s in starts)
 
 
@@ -69,7 +71,7 @@ def test_matches_oracle_on_recorded_uk_curves(
     choice = best_window(curve, duration_h * HOUR, earliest, latest)
 
     assert choice is not None
-    expected = oracle(curve, duration_h * HOUR, earliest, latest)
+    expected = oracle(curve, duration_h * HOUR, earliest, latest, grid=60.0)  # every minute
     assert choice.integral == pytest.approx(expected, rel=1e-12)
     assert choice.integral == pytest.approx(
         curve.integral(choice.start, choice.start + duration_h * HOUR)
@@ -103,15 +105,28 @@ def test_ties_go_to_the_earliest_start() -> None:
     assert choice is not None and choice.start == 0
 
 
-def test_step_adds_candidates_between_boundaries() -> None:
-    # The best 10 s window ends where the dirty part begins (t=14), which is no boundary start.
+def test_a_window_that_ends_on_a_boundary_is_found_without_a_grid() -> None:
+    # The best 10 s window ends where the dirty part begins (t=14): it starts on no boundary.
     curve = Curve.from_intervals([(0, 10, 1.0), (10, 14, 0.0), (14, 30, 9.0)])
 
-    on_boundaries = best_window(curve, 10, 0, 20)
-    on_grid = best_window(curve, 10, 0, 20, step_seconds=4)
+    found = best_window(curve, 10, 0, 20)
+    on_grid = best_window(curve, 10, 0, 20, step_seconds=3)
 
-    assert on_boundaries is not None and (on_boundaries.start, on_boundaries.integral) == (0, 10)
+    assert found is not None and (found.start, found.integral) == (4, 6)
     assert on_grid is not None and (on_grid.start, on_grid.integral) == (4, 6)
+
+
+def test_an_hour_and_a_half_job_starts_mid_interval_when_that_is_cleanest() -> None:
+    # Hourly 300, 300, 100, 500 g/kWh: 01:30-03:00 averages 166.7; 01:00-02:30 only 233.3.
+    curve = Curve.from_intervals(
+        [(0, HOUR, 300.0), (HOUR, 2 * HOUR, 300.0), (2 * HOUR, 3 * HOUR, 100.0)]
+        + [(3 * HOUR, 4 * HOUR, 500.0)]
+    )
+
+    choice = best_window(curve, 1.5 * HOUR, 0, 2 * HOUR)
+
+    assert choice is not None and choice.start == 1.5 * HOUR
+    assert choice.integral / (1.5 * HOUR) == pytest.approx(500 / 3)
 
 
 def test_window_that_does_not_fit_is_none() -> None:
@@ -163,7 +178,7 @@ def test_matches_oracle_on_random_curves(
     latest = earliest + flexibility
 
     choice = best_window(curve, duration, earliest, latest, step)
-    expected = oracle(curve, duration, earliest, latest, step)
+    expected = oracle(curve, duration, earliest, latest)  # every second: the true optimum
 
     if expected is None:
         assert choice is None

@@ -136,17 +136,19 @@ def best_window(
 ) -> WindowChoice | None:
     """The start in ``[earliest, latest]`` whose window has the least integrated intensity.
 
-    Candidates are ``earliest``, every interval boundary in between, the latest feasible
-    start, and (with ``step_seconds``) every step from ``earliest``. Integrals are exact for
-    windows that begin or end mid-interval. Near-ties (:data:`TIE_RELATIVE`) go to the
-    earliest start. Windows must lie inside the curve; None when none does.
+    The window's integral is piecewise linear in its start, bending only where the start or
+    the end crosses an interval boundary, so its minimum is at one of: ``earliest``, the latest
+    feasible start, a boundary (window starts there) or a boundary minus the duration (window
+    ends there). Those are the candidates, with (``step_seconds``) every step from
+    ``earliest``; the result is the best of all real starts. Near-ties (:data:`TIE_RELATIVE`)
+    go to the earliest start. Windows must lie inside the curve; None when none does.
     """
     lo = max(earliest, curve.start)
     hi = min(latest, curve.end - duration_seconds)
     if hi < lo:
         return None
 
-    starts = _candidates(curve, earliest, lo, hi, step_seconds)
+    starts = _candidates(curve, duration_seconds, earliest, lo, hi, step_seconds)
     integrals = curve.cumulative(starts + duration_seconds) - curve.cumulative(starts)
     best = float(integrals.min())
     ties = integrals <= best + TIE_RELATIVE * abs(best)
@@ -155,14 +157,20 @@ def best_window(
 
 
 def _candidates(
-    curve: Curve, origin: float, lo: float, hi: float, step: float | None
+    curve: Curve, duration: float, origin: float, lo: float, hi: float, step: float | None
 ) -> np.ndarray:
-    inner = curve.bounds[
-        np.searchsorted(curve.bounds, lo, "right") : np.searchsorted(curve.bounds, hi, "left")
-    ]
-    parts = [np.array([lo, hi]), inner]
+    parts = [np.array([lo, hi]), _within(curve.bounds, lo, hi)]
+    parts.append(_within(curve.bounds - duration, lo, hi))  # windows that end on a boundary
     if step:
         first = math.ceil((lo - origin) / step)
         last = math.floor((hi - origin) / step)
         parts.append(origin + step * np.arange(first, last + 1, dtype=np.float64))
     return np.concatenate(parts)
+
+
+def _within(sorted_values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The values strictly between ``lo`` and ``hi`` of an increasing array."""
+    left = np.searchsorted(sorted_values, lo, "right")
+    right = np.searchsorted(sorted_values, hi, "left")
+    result: np.ndarray = sorted_values[left:right]
+    return result
