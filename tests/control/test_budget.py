@@ -142,3 +142,52 @@ def test_warn_action_never_stops(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     ]
     assert exceeded and exceeded[0]["used"] > 1e-9
     assert "co2_kg budget exceeded at step" in caplog.text
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_shorter_than_check_frequency_is_checked_at_its_last_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    budget = CarbonBudgetCallback(max_co2_kg=1e-9, action="stop", check_frequency=100)
+    callbacks = [Eco2AICallback(config(), meters=[meter()]), budget]
+    trainer = tiny_trainer(tmp_path, callbacks, max_steps=6)
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
+        trainer.train()
+
+    report = report_of(tmp_path)
+    assert trainer.state.global_step == 6
+    assert report["status"] == "stopped_by_budget"
+    assert report["stop_reason"]["step"] == report["stop_reason"]["stopped_at_step"] == 6
+    assert "checked only at the last step" in caplog.text
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_grace_period_longer_than_the_run_still_stops_and_saves_at_its_end(
+    tmp_path: Path,
+) -> None:
+    budget = CarbonBudgetCallback(
+        max_co2_kg=1e-9, action="save_and_stop", check_frequency=1, grace_period=1000
+    )
+    callbacks = [Eco2AICallback(config(), meters=[meter()]), budget]
+    trainer = tiny_trainer(tmp_path, callbacks, max_steps=8)
+    trainer.train()
+
+    report = report_of(tmp_path)
+    reason = report["stop_reason"]
+    assert report["status"] == "stopped_by_budget"
+    assert reason["step"] == 1 and reason["stopped_at_step"] == 8
+    assert reason["checkpoint"] == str(tmp_path / "checkpoint-8")
+    assert (tmp_path / "checkpoint-8" / "trainer_state.json").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_no_projection_from_the_first_check_alone(tmp_path: Path) -> None:
+    # The first step carries the warm-up; a projection from it alone was several times too high.
+    # About 1 s of the 1 kW meter is the budget; 2000 steps of even 1 ms project far over it.
+    budget = CarbonBudgetCallback(max_co2_kg=TINY_CO2_KG, action="stop", check_frequency=1)
+    callbacks = [Eco2AICallback(config(), meters=[meter()]), budget]
+    tiny_trainer(tmp_path, callbacks, max_steps=2000).train()
+
+    events = report_of(tmp_path)["extra"]["carbon_budget"]["events"]
+    projected = [e for e in events if e["event"] == "projected_over_budget"]
+    assert len(projected) == 1 and projected[0]["step"] >= 2

@@ -91,7 +91,7 @@ class CarbonBudgetCallback(TrainerCallback):
         self.tracker: CarbonTracker | None = None
         self._owns_tracker = False
         self._watcher: AlertmanagerWatcher | None = None
-        self._start = (0.0, 0)
+        self._projection_base: tuple[float, int] | None = None
         self._reducer = RankReducer()
         self._stopped = False
         self._alert_warned = False
@@ -122,7 +122,8 @@ class CarbonBudgetCallback(TrainerCallback):
         step = state.global_step
         if self._owns_tracker:
             self.tracker.set_progress(step, step * _samples_per_step(args))
-        if step % self.budget.check_frequency == 0:
+        # Also at the last step, so a run shorter than check_frequency is still held to it.
+        if step % self.budget.check_frequency == 0 or step == state.max_steps:
             self._check(state)
         stop_at = self.guard.stop_at_step
         if stop_at is not None and step >= stop_at and not self._stopped:
@@ -167,7 +168,14 @@ class CarbonBudgetCallback(TrainerCallback):
             exporter.set_budget(self.budget.max_co2_kg, self.budget.max_energy_kwh)
         attach_rate_alerts(tracker, self._hooks)  # the tracker's own alerts, with our hooks
         self._start_watcher(tracker, state)
-        self._start = (time.monotonic(), state.global_step)
+        self._projection_base = None
+        if state.max_steps and self.budget.check_frequency > state.max_steps:
+            logger.warning(
+                "hf-eco2ai: check_frequency=%d is more than the run's %d steps: the budget is "
+                "checked only at the last step; lower check_frequency to enforce it during the run",
+                self.budget.check_frequency,
+                state.max_steps,
+            )
         logger.info(
             "hf-eco2ai: budget %s kg CO2eq, %s kWh, action %r, checked every %d steps",
             self.budget.max_co2_kg,
@@ -209,7 +217,7 @@ class CarbonBudgetCallback(TrainerCallback):
         found = usages(self.budget, snap, self._remaining_seconds(state))
         self.guard.check(found, state.global_step, state.max_steps or None)
         if alert_name:
-            self._obey_alert(alert_name, firing, snap, state.global_step)
+            self._obey_alert(alert_name, firing, snap, state.global_step, state.max_steps or None)
 
     def _fleet_view(self, snap: TrackerSnapshot, alert_name: str) -> tuple[TrackerSnapshot, str]:
         """The run's totals over every process, and rank 0's firing alert name ("" for none).
@@ -223,7 +231,9 @@ class CarbonBudgetCallback(TrainerCallback):
         summed = replace(self._reducer.totals(snap, 0.0), samples=snap.samples)
         return summed, self._reducer.broadcast(alert_name)
 
-    def _obey_alert(self, name: str, firing: Any, snap: TrackerSnapshot, step: int) -> None:
+    def _obey_alert(
+        self, name: str, firing: Any, snap: TrackerSnapshot, step: int, max_steps: int | None
+    ) -> None:
         if self.budget.action == "warn":
             if not self._alert_warned:
                 logger.warning(
@@ -242,10 +252,19 @@ class CarbonBudgetCallback(TrainerCallback):
                 "energy_kwh": snap.energy_kwh,
             },
             step,
+            max_steps,
         )
 
     def _remaining_seconds(self, state: TrainerState) -> float | None:
-        t0, step0 = self._start
+        """Seconds to the last step at the pace since the first check (None before a pace).
+
+        The first check only sets the base: the steps before it include warm-up (compilation,
+        data loading), which made early projections several times too high.
+        """
+        if self._projection_base is None:
+            self._projection_base = (time.monotonic(), state.global_step)
+            return None
+        t0, step0 = self._projection_base
         done = state.global_step - step0
         if done <= 0 or not state.max_steps or state.max_steps <= 0:
             return None

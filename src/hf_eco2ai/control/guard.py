@@ -160,19 +160,24 @@ class BudgetGuard:
         """Warn for crossings and projections in ``found`` and decide a stop when due."""
         for usage in found:
             if usage.fraction >= 1.0:
-                self._crossed(usage, step)
+                self._crossed(usage, step, max_steps)
             else:
                 self._project(usage, step, max_steps)
 
-    def trip(self, reason: dict[str, Any], step: int) -> None:
-        """Decide a stop for a reason other than the totals (a fleet alert); first one wins."""
+    def trip(self, reason: dict[str, Any], step: int, max_steps: int | None = None) -> None:
+        """Decide a stop (budget crossed, fleet alert); the first one wins.
+
+        The stop comes ``grace_period`` steps later, or at the run's last step if that is
+        sooner, so that a run ending within its grace still stops (and saves) as decided.
+        """
         if self.stop_at_step is not None:
             return
-        self.stop_at_step = step + self.budget.grace_period
+        stop_at = step + self.budget.grace_period
+        self.stop_at_step = min(stop_at, max_steps) if max_steps else stop_at
         self.reason = {**reason, "step": step, "time": _now_iso(), "action": self.budget.action}
         self.events.append({"event": "stop_decided", **self.reason})
 
-    def _crossed(self, usage: Usage, step: int) -> None:
+    def _crossed(self, usage: Usage, step: int, max_steps: int | None) -> None:
         tenths = math.floor(usage.fraction / WARN_STEP_FRACTION + 1e-9)
         last = self._tenths_logged.get(usage.quantity, 0)
         # Only ``warn`` repeats itself; a stopping run says it once and stops.
@@ -192,7 +197,7 @@ class BudgetGuard:
             usage.fraction * 100,
         )
         if self.budget.action != "warn" and self.stop_at_step is None:
-            self.trip({"reason": "carbon budget exceeded", **figures}, step)
+            self.trip({"reason": "carbon budget exceeded", **figures}, step, max_steps)
             logger.warning(
                 "hf-eco2ai: stopping training (%s) after at most %d more step(s)",
                 self.budget.action,
