@@ -137,8 +137,14 @@ def run_total_expr(settings: RuleSettings) -> str:
     """PromQL for each run's CO2 total in kg, by ``project_name`` and ``run_id``."""
     if settings.total_window is None:
         return CO2_TOTAL.name
-    # increase() adds back what a reset lost; sum merges a restarted run's processes.
-    return f"sum by ({_BY_RUN}) (increase({CO2_TOTAL.name}[{settings.total_window}]))"
+    series = f"{CO2_TOTAL.name}[{settings.total_window}]"
+    latest, added = f"max_over_time({series})", f"increase({series})"
+    # Per series: without a reset its highest value is its total, exactly (increase() would
+    # miss what came before Prometheus first saw it, and extrapolate past its end); with a
+    # reset, the larger of increase() (which adds back what the reset lost) and that value.
+    # The sum merges the series of the run's processes.
+    per_series = f"({latest} unless resets({series}) > 0) or ({added} > {latest}) or {latest}"
+    return f"sum by ({_BY_RUN}) ({per_series})"
 
 
 def rate_expr(settings: RuleSettings) -> str:
