@@ -47,10 +47,12 @@ class SharedSampler:
         sample: Callable[[], None],
         interval_seconds: float,
         setup: Callable[[], None] | None = None,
+        first_in_seconds: float = 0.0,
     ) -> None:
-        """Register a job; its ``setup`` (then first ``sample``) runs on the thread at once."""
+        """Register a job; its ``setup`` (then first ``sample``) runs ``first_in_seconds`` on."""
         with self._cond:
-            self._jobs[key] = _Job(setup, sample, interval_seconds, time.monotonic())
+            first_due = time.monotonic() + first_in_seconds
+            self._jobs[key] = _Job(setup, sample, interval_seconds, first_due)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
                 self._thread.start()

@@ -150,8 +150,11 @@ class CarbonTracker:
         if self._placement is None:
             self._placement = detect_placement()
         self.exporter = _exporter_for(self.config, self._placement)
-        if self._given_meters is not None:
-            # Given meters are cheap to start: take the baseline now, not when the thread runs.
+        interval = self.config.measurement_interval
+        # Set up now where that is a few reads of /proc and sysfs: the baseline is then taken
+        # at start, and the sampler's first read comes one interval on.
+        set_up_now = self._given_meters is not None or not self._setup_may_be_slow()
+        if set_up_now:
             self._ensure_setup()
         if self.config.alert_thresholds:
             # The thresholds are the run's config, so every tracker honours them; the evaluator
@@ -162,11 +165,22 @@ class CarbonTracker:
         shared_sampler().add(
             self._job_key,
             self._sample_guarded,
-            self.config.measurement_interval,
-            setup=self._ensure_setup,
+            interval,
+            setup=None if set_up_now else self._ensure_setup,
+            first_in_seconds=interval if set_up_now else 0.0,
         )
         _register_for_exit(self)
         return self
+
+    def _setup_may_be_slow(self) -> bool:
+        """Whether set-up may wait on a driver or the network (then the sampler thread does it).
+
+        Without an NVIDIA driver and a live grid API, it is a few reads of /proc and sysfs.
+        """
+        from hf_eco2ai.energy.nvml import nvidia_driver_present
+
+        gpu = self.config.track_gpu and nvidia_driver_present() is not False
+        return gpu or self.config.use_real_time_carbon
 
     def stop(self, status: RunStatus = "completed", *, write: bool = True) -> Any:
         """Stop sampling, take a final reading and return the :class:`CarbonReport`.
