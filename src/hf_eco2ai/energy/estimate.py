@@ -303,9 +303,21 @@ def _child_pids(task_dir: Path) -> list[int] | None:
 
 def _process_or_self(process: psutil.Process | None) -> psutil.Process:
     try:
-        return process if process is not None else psutil.Process()
+        return process if process is not None else _this_process()
     except psutil.Error as err:  # pragma: no cover - the current process always exists
         raise MeterError(f"Cannot inspect this process with psutil: {err}.") from err
+
+
+_this: tuple[int, psutil.Process] | None = None
+
+
+def _this_process() -> psutil.Process:
+    """This process's psutil handle, made once per process (~60 us each; trackers start often)."""
+    global _this
+    pid = os.getpid()  # a forked child gets its own
+    if _this is None or _this[0] != pid:
+        _this = (pid, psutil.Process(pid))
+    return _this[1]
 
 
 class CpuEstimateMeter:
