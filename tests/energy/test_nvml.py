@@ -350,3 +350,17 @@ def test_real_gpu_energy_is_measured() -> None:  # pragma: no cover - runs on GP
     meter.close()
 
     assert readings and all(r.joules > 0 and not r.lost for r in readings)
+
+
+@pytest.mark.parametrize("baseline_mj", [-1.0, float("nan")])
+def test_a_garbage_baseline_is_replaced_by_the_first_good_read(baseline_mj: float) -> None:
+    clock = FakeClock()
+    nvml = FakeNvml(clock, [FakeGpu(power_watts=300.0)])
+    nvml.gpus[0].glitch(energy_mj=baseline_mj)  # served at start()
+    meter = started(nvml, clock)
+
+    first = run(meter, clock, 1)[0].joules
+    (gpu,) = run(meter, clock, 10)
+
+    assert first == 0.0  # the first second has no baseline: not measured, never invented
+    assert gpu.joules == pytest.approx(300.0 * 10)

@@ -375,8 +375,9 @@ class NvmlMeter:
         gpu.labels = {"index": str(index), "uuid": uuid, "name": name}
 
         try:
-            # A garbage baseline (NaN) makes the first step implausible, which re-bases it.
-            gpu.last_counter_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+            # A garbage baseline is kept as NaN: the first good read then becomes the baseline.
+            counter_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+            gpu.last_counter_mj = counter_mj if counter_mj >= 0 else math.nan
             return gpu
         except nvml.NVMLError as err:
             if _error_code(err) != NVML_ERROR_NOT_SUPPORTED:
@@ -422,6 +423,11 @@ class NvmlMeter:
         gpu.power_watts = self._power(gpu)
         if not math.isfinite(counter_mj) or counter_mj < 0:
             self._warn_garbage(gpu, f"energy counter read {counter_mj!r} mJ")
+            return
+        if math.isnan(gpu.last_counter_mj):
+            # No good baseline yet: count from here (the time before this read is not measured).
+            self._warn_garbage(gpu, "energy counter baseline unreadable")
+            gpu.last_counter_mj, gpu.last_time = counter_mj, now
             return
 
         step_joules = (counter_mj - gpu.last_counter_mj) / MILLIJOULES_PER_JOULE
