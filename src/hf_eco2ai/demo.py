@@ -67,20 +67,20 @@ def build_trainer(
     """A CPU ``Trainer`` for the demo model; extra keyword arguments go to ``TrainingArguments``."""
     from transformers import Trainer, TrainingArguments
 
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=1e-3,
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
-        **training_args,
-    )
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "max_steps": max_steps,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": 1e-3,
+        "logging_steps": logging_steps,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "seed": 0,
+    }
+    args = TrainingArguments(**(settings | training_args))
     return Trainer(
         model=model if model is not None else build_model(),
         args=args,

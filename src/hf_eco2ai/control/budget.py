@@ -213,7 +213,8 @@ class CarbonBudgetCallback(TrainerCallback):
         assert self.tracker is not None
         firing = self._watcher.firing if self._watcher is not None else None
         snap, alert_name = self._fleet_view(self.tracker.snapshot, firing.name if firing else "")
-        # Shortcoming: totals are this process's since start; a resumed run's budget restarts at 0.
+        if self.tracker.carried is not None:
+            snap = self.tracker.carried.add_to(snap)  # a resumed run's budget counts it all
         found = usages(self.budget, snap, self._remaining_seconds(state))
         self.guard.check(found, state.global_step, state.max_steps or None)
         if alert_name:

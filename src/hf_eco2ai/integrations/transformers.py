@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -20,6 +21,7 @@ from hf_eco2ai.config import CarbonConfig, config_or_default
 from hf_eco2ai.energy.base import Meter
 from hf_eco2ai.intensity.base import IntensityProvider
 from hf_eco2ai.tracking.distributed import RankReducer, detect_placement, finish_job
+from hf_eco2ai.tracking.resume import CarriedTotals, load_state, save_state
 from hf_eco2ai.tracking.snapshot import TrackerSnapshot
 from hf_eco2ai.tracking.tracker import CarbonTracker
 
@@ -82,12 +84,18 @@ class Eco2AICallback(TrainerCallback):
             config = config.model_copy(update={"output_dir": args.output_dir})
         if not self._is_main:
             config = config.model_copy(update={"save_report": False})
+        carried = self._carried_over(args, state)
+        if carried is not None and "run_id" not in self.config.model_fields_set:
+            config = config.model_copy(update={"run_id": carried.run_id})
         if self._distributed:
             # Each process drew its own default run id; the job's is rank 0's (one collective).
             config = config.model_copy(update={"run_id": self._reducer.broadcast(config.run_id)})
         self.tracker = CarbonTracker(
             config, meters=self._meters, intensity=self._intensity, placement=placement
         )
+        if carried is not None:
+            self.tracker.carried = carried
+            self.tracker.set_extra("resumed", carried.report_record())
         self.tracker.set_extra("training_arguments", _training_facts(args))
         if placement.distributed:
             self.tracker.set_extra("process", placement.as_dict())
@@ -164,6 +172,46 @@ class Eco2AICallback(TrainerCallback):
             }
         )
         self._epoch_start = (snap.energy_kwh, snap.co2_kg)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Keep the run's totals with the checkpoint, for a run resumed from it."""
+        if self.tracker is None or not self._is_main:
+            return
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        # One process: a fresh reading. Several: the job totals of the last log step (a new
+        # collective here could wait on a rank that is not saving).
+        snap = self._job_snapshot if self._distributed else None
+        snap = snap or self.tracker.sample_now()
+        checkpoint = Path(str(args.output_dir)) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        save_state(
+            checkpoint, self.tracker.config.run_id, state.global_step, snap, self.tracker.carried
+        )
+
+    def _carried_over(self, args: TrainingArguments, state: TrainerState) -> CarriedTotals | None:
+        """The totals saved with the checkpoint this run resumes from (rank 0's, on every rank)."""
+        carried = None
+        if state.global_step > 0 and self._is_main:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            given = getattr(args, "resume_from_checkpoint", None)
+            default = Path(str(args.output_dir)) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            for folder in ([Path(given)] if isinstance(given, str) else []) + [default]:
+                carried = load_state(folder, state.global_step)
+                if carried is not None:
+                    break
+            if carried is None:
+                logger.warning(
+                    "hf-eco2ai: resuming at step %d without saved carbon totals; the figures "
+                    "and the budget count this run from zero",
+                    state.global_step,
+                )
+        if self._distributed:
+            text = self._reducer.broadcast(carried.to_json() if carried is not None else "")
+            carried = CarriedTotals.from_json(text) if text else None
+        return carried
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

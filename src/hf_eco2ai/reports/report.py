@@ -324,6 +324,15 @@ def _summary(d: dict[str, Any]) -> str:
             f"    grid    {period['g_per_kwh']:.1f} g/kWh, {period['zone']}, "
             f"{period['kind']}{year}, {period['source']}{fallback}"
         )
+    resumed = d.get("extra", {}).get("resumed")
+    if resumed:
+        run_kwh = energy["total_kwh"] + resumed["earlier_energy_kwh"]
+        run_kg = emissions["total_kg"] + resumed["earlier_co2_kg"]
+        lines.append(
+            f"  resumed   at step {resumed['at_step']}; the run so far, with its "
+            f"{resumed['earlier_segments']} earlier segment(s): {_kwh(run_kwh)} kWh, "
+            f"{_kg(run_kg)} kg"
+        )
     training = d["training"]
     if training["samples"]:
         lines.append(

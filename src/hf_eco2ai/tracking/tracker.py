@@ -27,6 +27,7 @@ from hf_eco2ai.energy.base import DeviceEnergy, EstimateNote, Meter
 from hf_eco2ai.errors import Eco2AIError, IntensityUnavailableError, MeterError
 from hf_eco2ai.intensity.base import IntensityProvider, IntensityReading
 from hf_eco2ai.tracking.distributed import Placement, build_owned_meters, detect_placement
+from hf_eco2ai.tracking.resume import CarriedTotals
 from hf_eco2ai.tracking.sampler import shared_sampler
 from hf_eco2ai.tracking.snapshot import ComponentTotal, DeviceTotal, TrackerSnapshot
 from hf_eco2ai.units import JOULES_PER_KWH, SECONDS_PER_HOUR
@@ -136,6 +137,8 @@ class CarbonTracker:
         self._extra: dict[str, Any] = {}
         #: The run's Prometheus exporter once started, when the config asks for one.
         self.exporter: PrometheusExporter | None = None
+        #: What earlier segments of a resumed run measured (set by the integration), or None.
+        self.carried: CarriedTotals | None = None
         self._alerts: Any = None
 
     # -- life cycle -------------------------------------------------------------------------
