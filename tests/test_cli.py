@@ -203,7 +203,7 @@ def test_a_bad_environment_value_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> N
     result = invoke("track", "--", "true")
 
     assert result.exit_code == 2  # type: ignore[attr-defined]
-    assert "measurement_interval" in result.output  # type: ignore[attr-defined]
+    assert "(from HF_ECO2AI_MEASUREMENT_INTERVAL)" in result.output  # type: ignore[attr-defined]
 
 
 def test_track_a_file_that_cannot_be_executed_is_126(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,11 +52,13 @@ def _config(defaults: dict[str, Any], **fields: Any) -> Any:
     from hf_eco2ai.config import CarbonConfig
     from hf_eco2ai.errors import ConfigError
 
+    given = {k: v for k, v in fields.items() if v is not None}
     try:
-        given = {k: v for k, v in fields.items() if v is not None}
         return CarbonConfig.from_env(defaults=defaults, **given)
     except ConfigError as err:
-        raise _fail(str(err)) from None
+        variable = f"HF_ECO2AI_{err.field.upper()}"
+        source = f" (from {variable})" if err.field not in given and variable in os.environ else ""
+        raise _fail(f"{err}{source}") from None
 
 
 def _writable_folder(folder: Path) -> None:
