@@ -159,6 +159,8 @@ def test_a_run_shorter_than_check_frequency_is_checked_at_its_last_step(
     assert report["status"] == "stopped_by_budget"
     assert report["stop_reason"]["step"] == report["stop_reason"]["stopped_at_step"] == 6
     assert "checked only at the last step" in caplog.text
+    events = [e["event"] for e in report["extra"]["carbon_budget"]["events"]]
+    assert events[0] == "checked_only_at_last_step"
 
 
 @pytest.mark.usefixtures("one_torch_thread")

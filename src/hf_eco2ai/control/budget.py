@@ -176,6 +176,9 @@ class CarbonBudgetCallback(TrainerCallback):
                 self.budget.check_frequency,
                 state.max_steps,
             )
+            self.guard.events.append(
+                {"event": "checked_only_at_last_step", "step": state.max_steps}
+            )
         logger.info(
             "hf-eco2ai: budget %s kg CO2eq, %s kWh, action %r, checked every %d steps",
             self.budget.max_co2_kg,
