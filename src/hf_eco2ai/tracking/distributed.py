@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_eco2ai.errors import ConfigError
-from hf_eco2ai.tracking.snapshot import TrackerSnapshot
+from hf_eco2ai.tracking.snapshot import TOTAL_FIELDS, TrackerSnapshot
 from hf_eco2ai.units import GRAMS_PER_KG, JOULES_PER_KWH
 
 if TYPE_CHECKING:
@@ -44,12 +44,7 @@ _NODE_RANK_VARS = ("GROUP_RANK", "NODE_RANK", "CROSS_RANK")
 
 #: Order of the figures in the all-reduced vector.
 _REDUCED_FIELDS = (
-    "energy_joules",
-    "energy_joules_low",
-    "energy_joules_high",
-    "co2_grams",
-    "co2_grams_low",
-    "co2_grams_high",
+    *TOTAL_FIELDS,
     "power_watts",
     "energy_rate_kwh_per_hour",
     "co2_rate_kg_per_hour",

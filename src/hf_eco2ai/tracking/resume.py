@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hf_eco2ai.tracking.snapshot import TrackerSnapshot
+from hf_eco2ai.tracking.snapshot import TOTAL_FIELDS, TrackerSnapshot
 from hf_eco2ai.units import GRAMS_PER_KG, JOULES_PER_KWH
 
 logger = logging.getLogger(__name__)
@@ -57,15 +57,8 @@ class CarriedTotals:
 
     def add_to(self, snap: TrackerSnapshot) -> TrackerSnapshot:
         """``snap`` with these earlier totals added (the run's totals since its first start)."""
-        return replace(
-            snap,
-            energy_joules=snap.energy_joules + self.energy_joules,
-            energy_joules_low=snap.energy_joules_low + self.energy_joules_low,
-            energy_joules_high=snap.energy_joules_high + self.energy_joules_high,
-            co2_grams=snap.co2_grams + self.co2_grams,
-            co2_grams_low=snap.co2_grams_low + self.co2_grams_low,
-            co2_grams_high=snap.co2_grams_high + self.co2_grams_high,
-        )
+        added = {name: getattr(snap, name) + getattr(self, name) for name in TOTAL_FIELDS}
+        return replace(snap, **added)
 
     def report_record(self) -> dict[str, Any]:
         """The ``extra.resumed`` section of the report, in kWh and kg."""
@@ -96,12 +89,7 @@ def save_state(
         "step": step,
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "segments": (earlier.segments if earlier is not None else 0) + 1,
-        "energy_joules": total.energy_joules,
-        "energy_joules_low": total.energy_joules_low,
-        "energy_joules_high": total.energy_joules_high,
-        "co2_grams": total.co2_grams,
-        "co2_grams_low": total.co2_grams_low,
-        "co2_grams_high": total.co2_grams_high,
+        **{name: getattr(total, name) for name in TOTAL_FIELDS},
     }
     try:
         checkpoint.mkdir(parents=True, exist_ok=True)
@@ -148,17 +136,7 @@ def load_state(checkpoint: Path, step: int) -> CarriedTotals | None:
 def _carried(data: dict[str, Any], checkpoint: str) -> CarriedTotals:
     if data.get("schema_version") != STATE_SCHEMA_VERSION:
         raise ValueError(f"schema {data.get('schema_version')!r}, not {STATE_SCHEMA_VERSION}")
-    figures = {
-        key: float(data[key])
-        for key in (
-            "energy_joules",
-            "energy_joules_low",
-            "energy_joules_high",
-            "co2_grams",
-            "co2_grams_low",
-            "co2_grams_high",
-        )
-    }
+    figures = {name: float(data[name]) for name in TOTAL_FIELDS}
     if not all(math.isfinite(v) and v >= 0 for v in figures.values()):
         raise ValueError("a total is negative or not finite")
     return CarriedTotals(

@@ -33,6 +33,18 @@ class DeviceTotal:
     co2_grams: float
 
 
+#: The snapshot's cumulative totals (joules and grams, with their ranges): what adds up across
+#: processes and across the segments of a resumed run.
+TOTAL_FIELDS = (
+    "energy_joules",
+    "energy_joules_low",
+    "energy_joules_high",
+    "co2_grams",
+    "co2_grams_low",
+    "co2_grams_high",
+)
+
+
 @dataclass(frozen=True)
 class TrackerSnapshot:
     """Totals at ``elapsed_seconds`` into the run; all fields in base units, kWh/kg as properties.
