@@ -176,12 +176,15 @@ class CarbonTracker:
         return self
 
     def _setup_may_be_slow(self) -> bool:
-        """Whether set-up may wait on a driver or the network (then the sampler thread does it).
+        """Whether set-up may wait (then the sampler thread does it, and start() returns at once).
 
-        Without an NVIDIA driver and a live grid API, it is a few reads of /proc and sysfs.
+        The first set-up of a process imports and reads its tables (~30 ms); later ones, without
+        an NVIDIA driver or a live grid API, are a few reads of /proc and sysfs (~0.5 ms).
         """
         from hf_eco2ai.energy.nvml import nvidia_driver_present
 
+        if not _setups_done:
+            return True
         gpu = self.config.track_gpu and nvidia_driver_present() is not False
         return gpu or self.config.use_real_time_carbon
 
@@ -368,6 +371,8 @@ class CarbonTracker:
             self.exporter.start()
             self._listeners.insert(0, self.exporter.update)
         self._sample_guarded()
+        global _setups_done
+        _setups_done += 1
 
     def _live_or_static_intensity(self) -> IntensityProvider:
         try:
@@ -724,6 +729,10 @@ _live_trackers: weakref.WeakSet[CarbonTracker] = weakref.WeakSet()
 _job_keys = itertools.count()
 _exit_hooks_installed = False
 _uncaught: list[BaseException] = []
+
+
+#: Trackers set up in this process so far (the first one's set-up is the slow one).
+_setups_done = 0
 
 
 def current_tracker() -> CarbonTracker | None:
